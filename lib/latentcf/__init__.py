@@ -1,0 +1,12 @@
+"""latentcf: visual counterfactual explanations with generative models, the library of the book.
+
+Modules are introduced chapter by chapter: ``results``, ``runtime``, ``cache``, ``training``,
+``flows``, ``search``, ``geometry``, ``helix`` and ``plotting`` in the helix chapter; ``cfm`` and
+``leap`` in the square chapter.
+"""
+
+from latentcf.errors import LatentcfError
+from latentcf.results import Run, start_run
+
+__all__ = ["LatentcfError", "Run", "start_run"]
+__version__ = "0.1.0"

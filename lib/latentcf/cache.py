@@ -1,0 +1,75 @@
+"""The model cache: a trained model is stored under a key made from its settings.
+
+Re-running a notebook loads the model instead of retraining it; changing any setting (or the
+seed, which is part of the settings) trains a new one. Introduced in ``notebooks/helix``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from latentcf.errors import LatentcfError
+from latentcf.paths import cache_dir
+
+
+def settings_key(name: str, settings: dict[str, Any]) -> str:
+    """A short stable hash of a model's name and settings (JSON with sorted keys)."""
+    text = json.dumps({"name": name, **settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cache_path(name: str, settings: dict[str, Any]) -> Path:
+    """The file that holds the model ``name`` trained with ``settings``."""
+    return cache_dir() / f"{name}-{settings_key(name, settings)}.pt"
+
+
+def cached_model(
+    name: str,
+    settings: dict[str, Any],
+    build: Callable[[], nn.Module],
+    train: Callable[[nn.Module], dict[str, Any]],
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Build a model and either load its cached weights or train it and cache them.
+
+    Args:
+        name: what the model is, e.g. ``"helix_flow"``.
+        settings: everything that changes the trained weights (sizes, steps, lr, seed).
+        build: returns the untrained model, already on its device.
+        train: trains the model in place and returns JSON-able facts about the training
+            (loss history, time), which are cached with the weights.
+
+    Returns:
+        The model in eval mode and the training facts (``info["cached"]`` says whether the
+        weights came from the cache).
+    """
+    path = cache_path(name, settings)
+    model = build()
+    if path.is_file():
+        info = _load_into(model, path)
+        info["cached"] = True
+    else:
+        info = train(model)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        torch.save({"state_dict": model.state_dict(), "info": info, "settings": settings}, partial)
+        partial.replace(path)
+        info = {**info, "cached": False}
+    return model.eval(), info
+
+
+def _load_into(model: nn.Module, path: Path) -> dict[str, Any]:
+    """Load cached weights into ``model``; a corrupted file raises :class:`LatentcfError`."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(checkpoint["state_dict"])
+    except Exception as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise LatentcfError(f"cached model {path} is corrupted or stale ({reason}); "
+                            f"delete it to retrain") from err
+    return dict(checkpoint["info"])

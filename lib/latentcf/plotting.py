@@ -1,0 +1,102 @@
+"""The book's one plotting style: matplotlib for static figures, plotly for 3-D and trajectories.
+
+Call :func:`use_style` once per notebook. Introduced in ``notebooks/helix``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+import torch
+from plotly.subplots import make_subplots
+
+CLASS_COLORS = ("#8c8c8c", "#f28e2b")
+"""Class 0 (gray) and class 1 (orange), as in the paper's toy figures."""
+SEARCH_COLORS = {"x": "#d62728", "z": "#2ca02c"}
+"""Search in X (red) and in Z (green)."""
+ACCENT = "#1f77b4"
+
+
+def use_style() -> None:
+    """Set matplotlib defaults and make plotly figures render in notebooks and in the HTML book."""
+    plt.rcParams.update({"figure.dpi": 110, "figure.figsize": (6.0, 3.6), "axes.grid": True,
+                         "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+                         "font.size": 10})
+    pio.renderers.default = "plotly_mimetype+notebook_connected"
+
+
+def _np(points: torch.Tensor | np.ndarray) -> np.ndarray:
+    return points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
+
+
+def scatter3d(points, name: str, color: str, size: float = 2.0, opacity: float = 0.6) -> go.Scatter3d:
+    """A 3-D point cloud. ``points: (N, 3)``."""
+    p = _np(points)
+    return go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="markers", name=name,
+                        marker={"size": size, "color": color, "opacity": opacity})
+
+
+def line3d(points, name: str, color: str, width: float = 4.0, show_legend: bool = True,
+           group: str | None = None) -> go.Scatter3d:
+    """A 3-D polyline such as a search trajectory. ``points: (T, 3)``."""
+    p = _np(points)
+    return go.Scatter3d(x=p[:, 0], y=p[:, 1], z=p[:, 2], mode="lines", name=name,
+                        line={"color": color, "width": width}, showlegend=show_legend, legendgroup=group)
+
+
+def parallelepiped(origin, edges, color: str, name: str, show_legend: bool = False) -> go.Mesh3d:
+    """The solid spanned by three edge vectors at ``origin``. ``origin: (3,)``, ``edges: (3, 3)`` (rows)."""
+    o, e = _np(origin), _np(edges)
+    corners = np.array([o + i * e[0] + j * e[1] + k * e[2]
+                        for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    faces = np.array([[0, 1, 3], [0, 3, 2], [4, 5, 7], [4, 7, 6], [0, 1, 5], [0, 5, 4],
+                      [2, 3, 7], [2, 7, 6], [0, 2, 6], [0, 6, 4], [1, 3, 7], [1, 7, 5]])
+    return go.Mesh3d(x=corners[:, 0], y=corners[:, 1], z=corners[:, 2], i=faces[:, 0], j=faces[:, 1],
+                     k=faces[:, 2], color=color, opacity=0.7, name=name, showlegend=show_legend,
+                     flatshading=True)
+
+
+def figure3d(traces: Sequence[go.BaseTraceType], title: str, height: int = 520) -> go.Figure:
+    """One interactive 3-D scene with equal axis scaling."""
+    figure = go.Figure(list(traces))
+    figure.update_layout(title=title, height=height, margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                         scene={"aspectmode": "data"}, legend={"itemsizing": "constant"})
+    return figure
+
+
+def panels3d(panels: dict[str, Sequence[go.BaseTraceType]], height: int = 420) -> go.Figure:
+    """Side-by-side 3-D scenes, one per ``{title: traces}`` entry."""
+    figure = make_subplots(rows=1, cols=len(panels), subplot_titles=list(panels),
+                           specs=[[{"type": "scene"}] * len(panels)])
+    for col, traces in enumerate(panels.values(), start=1):
+        for trace in traces:
+            figure.add_trace(trace, row=1, col=col)
+    figure.update_layout(height=height, margin={"l": 0, "r": 0, "t": 40, "b": 0},
+                         legend={"itemsizing": "constant"})
+    figure.update_scenes(aspectmode="cube")
+    return figure
+
+
+def loss_curves(histories: dict[str, Sequence[float]], ylabel: str = "training loss") -> plt.Figure:
+    """Training losses per step, one panel per model."""
+    figure, axes = plt.subplots(1, len(histories), figsize=(3.6 * len(histories), 3.0), squeeze=False)
+    for ax, (name, values) in zip(axes[0], histories.items()):
+        ax.plot(np.asarray(values), color=ACCENT, lw=0.8)
+        ax.set(title=name, xlabel="step", ylabel=ylabel)
+    figure.tight_layout()
+    return figure
+
+
+def boxplot(groups: dict[str, np.ndarray | torch.Tensor], ylabel: str, xlabel: str = "",
+            log: bool = False) -> plt.Figure:
+    """One box per group (1.5 IQR whiskers, outliers as circles, the median in red)."""
+    figure, ax = plt.subplots(figsize=(4.2, 3.6))
+    ax.boxplot([_np(v) for v in groups.values()], tick_labels=list(groups), patch_artist=True,
+               boxprops={"facecolor": "#cfe2f3"}, medianprops={"color": "#d62728", "lw": 2})
+    ax.set(ylabel=ylabel, xlabel=xlabel, yscale="log" if log else "linear")
+    figure.tight_layout()
+    return figure

@@ -1,0 +1,59 @@
+"""Device choice and seeding: the one place where a run decides where and how it computes.
+
+Introduced in the helix chapter (``notebooks/helix``) and used by every chapter.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+from latentcf.errors import LatentcfError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """Turn ``"auto" | "cpu" | "cuda" | "cuda:N" | "mps"`` into a ``torch.device``.
+
+    ``"auto"`` picks CUDA, then MPS, then the CPU. An explicit request for an accelerator that
+    this machine does not have raises :class:`LatentcfError`; it never falls back silently.
+    """
+    name = device.strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    kind = name.split(":")[0]
+    if kind not in DEVICE_CHOICES[1:]:
+        raise LatentcfError(f"unknown device '{device}'; choose one of {', '.join(DEVICE_CHOICES)}")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise LatentcfError(f"device '{device}' requested but CUDA is not available on this machine")
+    if kind == "cuda" and ":" in name and int(name.split(":")[1]) >= torch.cuda.device_count():
+        raise LatentcfError(f"device '{device}' requested but this machine has "
+                            f"{torch.cuda.device_count()} CUDA device(s)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise LatentcfError(f"device '{device}' requested but MPS is not available on this machine")
+    return torch.device(name)
+
+
+def device_description(device: torch.device) -> str:
+    """A human-readable name of the device, e.g. ``"cuda (NVIDIA H100 80GB HBM3)"`` or ``"cpu (2 cores)"``."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "cpu":
+        return f"cpu ({os.cpu_count()} cores)"
+    return device.type
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a CPU ``torch.Generator`` seeded with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)

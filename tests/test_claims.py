@@ -1,0 +1,35 @@
+from latentcf.claims import CLAIMS, RELATIONS, check_document, failures
+from latentcf.reproduce import format_verdicts
+
+
+def _document(scale, **overrides):
+    metrics = {"median_distance_x": 2.3, "median_distance_z": 0.02, "success_rate_x": 1.0,
+               "success_rate_z": 1.0, "classifier_accuracy": 1.0, "tangent_singular_ratio": 0.01,
+               "tangent_alignment": 0.99, **overrides}
+    return {"chapter": "helix", "scale": scale, "metrics": metrics}
+
+
+def test_a_run_matching_the_paper_passes_everything():
+    verdicts = check_document(_document("paper"))
+    assert len(verdicts) == sum(c.chapter == "helix" for c in CLAIMS) + sum(r.chapter == "helix" for r in RELATIONS)
+    assert failures(verdicts) == []
+
+
+def test_a_claim_outside_its_tolerance_fails_at_paper_scale():
+    failed = failures(check_document(_document("paper", median_distance_x=1.0)))
+    assert [v.name for v in failed] == ["median_distance_x"]
+    assert "0 failed" not in format_verdicts(check_document(_document("paper", median_distance_x=1.0)))
+
+
+def test_claims_are_not_applied_at_smoke_scale_but_relations_are():
+    verdicts = check_document(_document("smoke", median_distance_x=1.0, median_distance_z=0.5))
+    claims = [v for v in verdicts if v.paper_value is not None]
+    assert all(v.passed is None for v in claims)
+    assert [v.name for v in failures(verdicts)] == [r.text for r in RELATIONS if "tenth" in r.text]
+
+
+def test_a_missing_metric_fails_its_relation():
+    document = _document("smoke")
+    del document["metrics"]["tangent_alignment"]
+    failed = failures(check_document(document))
+    assert len(failed) == 1 and "missing" in failed[0].detail

@@ -1,0 +1,57 @@
+import json
+
+import pytest
+import torch
+
+from latentcf.errors import LatentcfError
+from latentcf.results import REQUIRED_KEYS, load_results, start_run
+
+
+def test_start_run_seeds_and_loads_settings():
+    run = start_run("helix", "smoke", 3, "cpu")
+    assert run.device == torch.device("cpu") and run.settings.n_optimizations > 0
+    first = torch.rand(3)
+    start_run("helix", "smoke", 3, "cpu")
+    torch.testing.assert_close(torch.rand(3), first)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("nochapter", "smoke", 0, "cpu"), "unknown chapter 'nochapter'"),
+    (("helix", "huge", 0, "cpu"), "unknown scale 'huge'"),
+    (("helix", "smoke", 0, "tpu"), "unknown device 'tpu'"),
+])
+def test_start_run_rejects_bad_parameters(args, message):
+    with pytest.raises(LatentcfError, match=message):
+        start_run(*args)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_an_unavailable_device_is_an_error_not_a_fallback():
+    with pytest.raises(LatentcfError, match="CUDA is not available"):
+        start_run("helix", "smoke", 0, "cuda")
+
+
+def test_saved_results_have_every_required_key(tmp_path):
+    run = start_run("helix", "smoke", 0, "cpu")
+    run.record(median_distance_x=2.0, success_rate_x=torch.tensor(1.0))
+    document = load_results(run.save(tmp_path))
+    assert set(REQUIRED_KEYS) <= set(document)
+    assert document["metrics"] == {"median_distance_x": 2.0, "success_rate_x": 1.0}
+    assert document["chapter"] == "helix" and document["scale"] == "smoke" and document["seed"] == 0
+    assert document["versions"]["torch"] != "not installed" and document["runtime_s"] >= 0
+
+
+def test_non_finite_metrics_are_refused():
+    run = start_run("helix", "smoke", 0, "cpu")
+    with pytest.raises(ValueError, match="not a finite number"):
+        run.record(median_distance_z=float("nan"))
+
+
+def test_incomplete_results_files_are_reported(tmp_path):
+    path = tmp_path / "helix.json"
+    path.write_text(json.dumps({"chapter": "helix"}))
+    with pytest.raises(LatentcfError, match="lacks scale"):
+        load_results(path)
+    path.write_text("{not json")
+    with pytest.raises(LatentcfError, match="not valid JSON"):
+        load_results(path)
