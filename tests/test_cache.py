@@ -32,6 +32,13 @@ def test_a_changed_setting_retrains():
 def test_a_corrupted_cache_file_is_a_clear_error():
     settings = {"width": 3}
     cached_model("lin", settings, lambda: torch.nn.Linear(2, 1), _train_counter([]))
-    cache_path("lin", settings).write_bytes(b"not a checkpoint")
+    cache_path("lin", settings, torch.nn.Linear(2, 1)).write_bytes(b"not a checkpoint")
     with pytest.raises(LatentcfError, match="corrupted or stale.*delete it"):
         cached_model("lin", settings, lambda: torch.nn.Linear(2, 1), _train_counter([]))
+
+
+def test_a_changed_architecture_retrains():
+    calls = []
+    cached_model("lin", {"lr": 1e-3}, lambda: torch.nn.Linear(2, 1), _train_counter(calls))
+    cached_model("lin", {"lr": 1e-3}, lambda: torch.nn.Linear(2, 1, bias=False), _train_counter(calls))
+    assert len(calls) == 2

@@ -18,15 +18,22 @@ from latentcf.errors import LatentcfError
 from latentcf.paths import cache_dir
 
 
-def settings_key(name: str, settings: dict[str, Any]) -> str:
-    """A short stable hash of a model's name and settings (JSON with sorted keys)."""
-    text = json.dumps({"name": name, **settings}, sort_keys=True, default=str)
+def settings_key(name: str, settings: dict[str, Any], model: nn.Module) -> str:
+    """A short stable hash of a model's name, settings and architecture.
+
+    The architecture enters as the module's ``repr`` and its buffers (e.g. coupling masks), so
+    a change of the model code invalidates the cache as a change of a setting does.
+    """
+    buffers = {key: value.tolist() for key, value in model.state_dict().items()
+               if key not in dict(model.named_parameters())}
+    text = json.dumps({"name": name, **settings, "architecture": repr(model), "buffers": buffers},
+                      sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cache_path(name: str, settings: dict[str, Any]) -> Path:
-    """The file that holds the model ``name`` trained with ``settings``."""
-    return cache_dir() / f"{name}-{settings_key(name, settings)}.pt"
+def cache_path(name: str, settings: dict[str, Any], model: nn.Module) -> Path:
+    """The file that holds the model ``name`` with this architecture trained with ``settings``."""
+    return cache_dir() / f"{name}-{settings_key(name, settings, model)}.pt"
 
 
 def cached_model(
@@ -48,8 +55,8 @@ def cached_model(
         The model in eval mode and the training facts (``info["cached"]`` says whether the
         weights came from the cache).
     """
-    path = cache_path(name, settings)
     model = build()
+    path = cache_path(name, settings, model)
     if path.is_file():
         info = _load_into(model, path)
         info["cached"] = True

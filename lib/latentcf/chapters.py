@@ -26,6 +26,7 @@ CHAPTERS: dict[str, Chapter] = {
     for chapter in (
         Chapter("helix", "Diffeomorphic counterfactuals on a helix", "notebooks/helix.ipynb",
                 "latentcf.helix"),
+        Chapter("square", "LeapFactual on the square toy", "notebooks/square.ipynb", "latentcf.square"),
     )
 }
 

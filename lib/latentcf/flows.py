@@ -65,14 +65,15 @@ def coupling_flow(keep_masks: Sequence[Sequence[int]], hidden: int) -> Flow:
     """A RealNVP-type flow on ``R^D``: one affine coupling per mask and a standard normal base.
 
     Args:
-        keep_masks: one 0/1 mask of length D per layer; 1 keeps (conditions), 0 transforms.
+        keep_masks: one 0/1 mask of length D per layer, in the order the generator ``g`` applies
+            them; 1 keeps (conditions), 0 transforms.
         hidden: width of the two hidden layers of every scale and shift MLP.
     """
     dim = len(keep_masks[0])
     layers = [
         ExpAffineCoupling(mask=[1 - keep for keep in mask],
                           transform_net_create_fn=lambda n_in, n_out: ScaleShiftNet(n_in, n_out, hidden))
-        for mask in keep_masks
+        for mask in reversed(keep_masks)
     ]
     return Flow(CompositeTransform(layers), StandardNormal([dim]))
 

@@ -49,10 +49,10 @@ SETTINGS = {
                            classifier_hidden=256, classifier_steps=3000, classifier_batch=500,
                            classifier_lr=1e-4, n_optimizations=1000, search_lr=3e-2,
                            search_max_steps=1000, n_eval=500, n_tangent_points=24),
-    "smoke": HelixSettings(flow_hidden=64, flow_steps=1500, flow_batch=500, flow_lr=1e-3,
-                           classifier_hidden=256, classifier_steps=1500, classifier_batch=500,
-                           classifier_lr=1e-3, n_optimizations=200, search_lr=3e-2,
-                           search_max_steps=500, n_eval=500, n_tangent_points=12),
+    "smoke": HelixSettings(flow_hidden=128, flow_steps=1500, flow_batch=500, flow_lr=5e-4,
+                           classifier_hidden=256, classifier_steps=3000, classifier_batch=500,
+                           classifier_lr=1e-4, n_optimizations=200, search_lr=3e-2,
+                           search_max_steps=1000, n_eval=500, n_tangent_points=12),
 }
 
 

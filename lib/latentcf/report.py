@@ -18,8 +18,10 @@ MARKER = "<!-- results-table -->"
 MARKS = {True: "pass", False: "**fail**", None: "–"}
 
 
-def _load_if_present(path: Path) -> dict[str, Any] | None:
-    return load_results(path) if path.is_file() else None
+def _load_if_present(path: Path, scale: str) -> dict[str, Any] | None:
+    """The results document at ``path`` if it exists and was run at ``scale``."""
+    document = load_results(path) if path.is_file() else None
+    return document if document is not None and document["scale"] == scale else None
 
 
 def _value(document: dict[str, Any] | None, metric: str) -> str:
@@ -38,7 +40,7 @@ def _provenance(label: str, document: dict[str, Any] | None) -> str:
 
 def chapter_table(chapter: str, smoke: dict[str, Any] | None, paper: dict[str, Any] | None) -> str:
     """Markdown for one chapter: provenance lines, the claims table and the relations table."""
-    lines = [f"### {CHAPTERS[chapter].title}", "", _provenance("Smoke run", smoke),
+    lines = [f"## {CHAPTERS[chapter].title}", "", _provenance("Smoke run", smoke),
              _provenance("Paper-scale run", paper), "",
              "| metric | paper | where | smoke | paper scale | paper-scale check |",
              "|---|---|---|---|---|---|"]
@@ -58,8 +60,8 @@ def chapter_table(chapter: str, smoke: dict[str, Any] | None, paper: dict[str, A
 def render_report(smoke_dir: Path | None = None, paper_dir: Path | None = None) -> str:
     """The report tables of every chapter as Markdown."""
     smoke_dir, paper_dir = smoke_dir or results_dir(), paper_dir or paper_results_dir()
-    tables = [chapter_table(name, _load_if_present(smoke_dir / f"{name}.json"),
-                            _load_if_present(paper_dir / f"{name}.json")) for name in CHAPTERS]
+    tables = [chapter_table(name, _load_if_present(smoke_dir / f"{name}.json", "smoke"),
+                            _load_if_present(paper_dir / f"{name}.json", "paper")) for name in CHAPTERS]
     return "\n".join(tables)
 
 

@@ -1,0 +1,158 @@
+"""Tests for the square toy of LeapFactual (``latentcf.square``).
+
+The metrics are checked on :class:`square.StraightLineField`, whose leaps are known in closed form
+(replacement keeps the residual exactly, a blending leap has ``alpha = 2^(1 - gamma) - 1``), on a
+field that does not move anything, and on hand-made landed points.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from latentcf import square
+from latentcf.claims import RELATIONS
+from latentcf.leap import Solver
+
+TIGHT = Solver("dopri5", n_steps=4, rtol=1e-7, atol=1e-7)
+
+
+class StillField:
+    """A CE-CFM field that is zero everywhere: no leap moves anything."""
+
+    num_classes = square.NUM_CLASSES
+
+    def __call__(self, t: torch.Tensor, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(z)
+
+
+def points(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Square samples and a target class different from each point's own."""
+    generator = torch.Generator().manual_seed(seed)
+    z, labels = square.sample_square(n, generator)
+    return z, square.other_labels(labels, generator)
+
+
+def in_class(target: int, n: int, seed: int) -> torch.Tensor:
+    """``n`` points of the square of class ``target``."""
+    z, _ = square.sample_square(n, torch.Generator().manual_seed(seed))
+    return square.centres(torch.full((n,), target)) + square.residual(z)
+
+
+def test_samples_are_centre_plus_residual_with_quadrant_labels() -> None:
+    z, labels = square.sample_square(4000, torch.Generator().manual_seed(0))
+    assert torch.equal(square.quadrant_label(z), labels)
+    relative = square.residual(z, labels)
+    assert relative.abs().max() < square.HALF_SIDE
+    torch.testing.assert_close(square.CENTRES[labels] + relative, z)
+    assert torch.bincount(labels, minlength=4).min() > 900
+
+
+def test_quadrant_rule_is_the_official_labelling() -> None:
+    z = torch.tensor([[-0.3, -0.1], [-0.2, 0.4], [0.1, -0.3], [0.4, 0.2]])
+    assert square.quadrant_label(z).tolist() == [0, 1, 2, 3]
+    assert torch.equal(square.quadrant_label(square.CENTRES), torch.arange(4))
+
+
+def test_other_labels_always_differ() -> None:
+    labels = torch.arange(4).repeat(100)
+    others = square.other_labels(labels, torch.Generator().manual_seed(0))
+    assert (others != labels).all() and set(others.tolist()) == {0, 1, 2, 3}
+
+
+def test_replacement_with_the_straight_field_keeps_the_residual() -> None:
+    z, target = points(256, seed=1)
+    landed = square.replacement(square.StraightLineField(), z, target, TIGHT).land[-1]
+    torch.testing.assert_close(landed, square.centres(target) + square.residual(z), atol=1e-5, rtol=0)
+    assert square.replace_hit_rate(landed, target) == 1.0
+    assert square.residual_error(z, landed, target) < 1e-5
+
+
+def test_hit_rate_and_residual_error_on_hand_made_points() -> None:
+    target = torch.tensor([3, 3, 0, 0])
+    landed = torch.tensor([[0.3, 0.3], [-0.3, 0.3], [-0.1, -0.1], [0.1, 0.1]])
+    assert square.replace_hit_rate(landed, target) == 0.5
+    source = torch.tensor([[-0.2, -0.2], [-0.2, -0.2], [0.3, 0.3], [0.3, 0.3]])
+    expected = (0.0 + 0.6 + 0.1 * 2**0.5 + 0.3 * 2**0.5) / 4
+    assert square.residual_error(source, landed, target) == pytest.approx(expected, abs=1e-6)
+
+
+def test_lift_collapses_classes_with_the_straight_field_and_not_with_a_still_one() -> None:
+    relative = square.residual(points(64, seed=2)[0])
+    sources, lifted = square.lift_every_class(square.StraightLineField(), relative, TIGHT)
+    assert sources.shape == lifted.shape == (4, 64, 2)
+    torch.testing.assert_close(lifted, (2 * relative).expand(4, -1, -1), atol=1e-5, rtol=0)
+    assert square.replace_collapse(sources, lifted) < 1e-4
+    still_sources, still_lifted = square.lift_every_class(StillField(), relative, TIGHT)
+    assert square.replace_collapse(still_sources, still_lifted) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("gamma", square.BLEND_GAMMAS)
+def test_blend_alpha_matches_the_closed_form(gamma: float) -> None:
+    z, target = points(256, seed=3)
+    landed = square.blend(square.StraightLineField(), z, target, gamma, TIGHT)
+    assert square.blend_alpha(z, landed, target) == pytest.approx(square.straight_line_alpha(gamma), abs=1e-4)
+
+
+def test_blend_alpha_recovers_a_hand_made_alpha_and_its_limits() -> None:
+    z, target = points(128, seed=4)
+    c_s, c_t = square.centres(square.quadrant_label(z)), square.centres(target)
+    made = 0.37 * c_s + 0.63 * c_t + square.residual(z)
+    assert square.blend_alpha(z, made, target) == pytest.approx(0.37, abs=1e-5)
+    assert square.blend_alpha(z, z, target) == pytest.approx(1.0, abs=1e-5)
+    assert square.straight_line_alpha(1.0) == 0.0 and square.straight_line_alpha(0.0) == 1.0
+
+
+def test_points_of_the_target_class_do_not_drift_under_blending() -> None:
+    z = in_class(3, 64, seed=5)
+    result = square.progressive(square.StraightLineField(), z, torch.full((64,), 3), 10, 0.1, 0, 0.0, 0.1, TIGHT)
+    assert result.z_trajectory.shape == (11, 64, 2)
+    assert square.blend_fixed_point_drift(z, result.z_cf) < 1e-5
+    assert square.blend_fixed_point_drift(z, z + torch.tensor([0.03, 0.04])) == pytest.approx(0.05)
+
+
+def test_inject_gain_matches_the_closed_form() -> None:
+    n_leaps, gamma = 3, 0.1
+    z = in_class(3, 64, seed=6)
+    target = torch.full((64,), 3)
+    result = square.progressive(square.StraightLineField(), z, target, 0, 0.1, n_leaps, 0.0, gamma, TIGHT)
+    c = square.CENTRES[3]
+    expected = (1 - 2 ** (-n_leaps * gamma)) * ((2 * c - z) @ c / c.norm()).mean()
+    assert square.inject_gain(z, result.z_cf, target) == pytest.approx(expected.item(), abs=1e-5)
+    assert expected > 0
+    assert square.inject_gain(z, z, target) == 0.0
+
+
+def test_throughput_counts_points_per_second_of_a_replacement() -> None:
+    z, target = points(128, seed=7)
+    rate, landed = square.leap_throughput(square.StraightLineField(), z, target, TIGHT)
+    assert rate > 0 and math.isfinite(rate)
+    torch.testing.assert_close(landed, square.centres(target) + square.residual(z), atol=1e-5, rtol=0)
+
+
+def test_with_time_appends_the_flow_time() -> None:
+    path = torch.zeros(5, 3, 2)
+    timed = square.with_time(path, 1.0, 0.0)
+    assert timed.shape == (5, 3, 3)
+    torch.testing.assert_close(timed[:, 0, 2], torch.linspace(1.0, 0.0, 5))
+
+
+def test_train_velocity_is_cached_and_lowers_the_loss() -> None:
+    settings = replace(square.SETTINGS["smoke"], train_steps=60, hidden_width=16)
+    model, info = square.train_velocity(settings, seed=0, device=torch.device("cpu"))
+    assert not info["cached"] and len(info["loss"]) == 60
+    assert sum(info["loss"][-10:]) < sum(info["loss"][:10])
+    again, cached_info = square.train_velocity(settings, seed=0, device=torch.device("cpu"))
+    assert cached_info["cached"]
+    z = torch.zeros(3, 2)
+    torch.testing.assert_close(again(0.5, z, torch.arange(3)), model(0.5, z, torch.arange(3)))
+
+
+def test_the_square_relations_name_every_blend_alpha() -> None:
+    names = {name for relation in RELATIONS if relation.chapter == "square" for name in relation.metrics}
+    assert {square.blend_metric_name(g) for g in square.BLEND_GAMMAS} <= names
+    assert {"replace_hit_rate", "replace_collapse", "residual_error", "blend_fixed_point_drift",
+            "inject_gain"} <= names
