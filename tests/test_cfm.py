@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -11,15 +10,6 @@ from torch import nn
 
 from latentcf.cfm import (ConditionalVelocityMLP, cfm_loss, cfm_path, condition_vector,
                           sample_source, sample_time)
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    """Tiny tensors: one thread avoids OpenMP spin-waiting when the CPU cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def seeded(seed: int = 0) -> torch.Generator:

@@ -8,7 +8,6 @@ so one replacement LEAP maps ``z`` to ``z - b_source + b_target`` in closed form
 
 from __future__ import annotations
 
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -24,15 +23,6 @@ CENTRES = torch.tensor([[-0.25, -0.25], [-0.25, 0.25], [0.25, -0.25], [0.25, 0.2
 
 TIGHT = Solver("dopri5", n_steps=10, rtol=1e-7, atol=1e-7)
 COARSE_GRID = Solver("dopri5", n_steps=4)
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    """Tiny tensors: one thread avoids OpenMP spin-waiting when the CPU cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class AffineClassField:

@@ -57,6 +57,11 @@ def test_quadrant_rule_is_the_official_labelling() -> None:
     assert torch.equal(square.quadrant_label(square.CENTRES), torch.arange(4))
 
 
+def test_edge_distance_is_measured_within_the_own_square() -> None:
+    z = torch.tensor([[0.25, 0.25], [0.45, 0.3], [-0.01, 0.2], [0.1, -0.49]])
+    torch.testing.assert_close(square.edge_distance(z), torch.tensor([0.25, 0.05, 0.01, 0.01]))
+
+
 def test_other_labels_always_differ() -> None:
     labels = torch.arange(4).repeat(100)
     others = square.other_labels(labels, torch.Generator().manual_seed(0))
@@ -108,7 +113,8 @@ def test_blend_alpha_recovers_a_hand_made_alpha_and_its_limits() -> None:
 
 def test_points_of_the_target_class_do_not_drift_under_blending() -> None:
     z = in_class(3, 64, seed=5)
-    result = square.progressive(square.StraightLineField(), z, torch.full((64,), 3), 10, 0.1, 0, 0.0, 0.1, TIGHT)
+    target = torch.full((64,), 3)
+    result = square.progressive(square.StraightLineField(), z, target, 10, 0.1, 0, 0.0, 0.1, TIGHT)
     assert result.z_trajectory.shape == (11, 64, 2)
     assert square.blend_fixed_point_drift(z, result.z_cf) < 1e-5
     assert square.blend_fixed_point_drift(z, z + torch.tensor([0.03, 0.04])) == pytest.approx(0.05)

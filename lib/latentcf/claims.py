@@ -82,10 +82,10 @@ RELATIONS: tuple[Relation, ...] = (
     Relation("square", "one replacement leap lands at least 95% of the points in the target square",
              ("replace_hit_rate",), lambda m: m["replace_hit_rate"] >= 0.95,
              "LeapFactual Sec. 3.2.2, Fig. 4 (b)"),
-    Relation("square", "the lift removes the class: lifted points of one residual are less than a tenth "
-             "as far apart as their sources", ("replace_collapse",), lambda m: m["replace_collapse"] < 0.1,
+    Relation("square", "the lift removes the class: lifted points of one residual are under 10% as far "
+             "apart as their sources", ("replace_collapse",), lambda m: m["replace_collapse"] < 0.1,
              "LeapFactual Theorem 1, Fig. 4 (a, b)"),
-    Relation("square", "replacement keeps the residual to within a tenth of the class square's side (0.05)",
+    Relation("square", "replacement keeps the residual to within 0.05 (10% of a class square's side)",
              ("residual_error",), lambda m: m["residual_error"] < 0.05, "LeapFactual Sec. 3.2.2, Fig. 4 (b)"),
     Relation("square", "a blending leap gives 0 < alpha < 1, decreasing as gamma grows",
              SQUARE_BLEND_ALPHAS,

@@ -100,3 +100,45 @@ def boxplot(groups: dict[str, np.ndarray | torch.Tensor], ylabel: str, xlabel: s
     ax.set(ylabel=ylabel, xlabel=xlabel, yscale="log" if log else "linear")
     figure.tight_layout()
     return figure
+
+
+QUADRANT_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+"""Classes 0-3 of the LeapFactual square toy (blue, orange, green, red), the colours of its Fig. 4."""
+
+
+def class_regions(ax: plt.Axes, boxes: Sequence[Sequence[float]], colors: Sequence[str],
+                  height: float | None = None, alpha: float = 0.12) -> None:
+    """Axis-aligned class regions ``(x0, y0, x1, y1)``.
+
+    Shaded on a 2-D axis; outlined at ``z = height`` on a matplotlib 3-D axis.
+    """
+    for (x0, y0, x1, y1), color in zip(boxes, colors):
+        if height is None:
+            ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, color=color, alpha=alpha, lw=0))
+        else:
+            ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], height, color=color, lw=1.0)
+
+
+def paths3d(ax: plt.Axes, paths, colors: Sequence[str] | str, **line_style) -> None:
+    """Many polylines in a matplotlib 3-D axis at once. ``paths: (T, B, 3)``, ``colors``: one or ``B``."""
+    from mpl_toolkits.mplot3d.art3d import Line3DCollection
+
+    segments = _np(paths).transpose(1, 0, 2)
+    ax.add_collection3d(Line3DCollection(segments, colors=colors, **line_style))
+
+
+def leap_panel3d(ax: plt.Axes, lift_paths, land_paths, start_colors: Sequence[str],
+                 end_colors: Sequence[str] | str, title: str) -> None:
+    """One LEAP drawn in ``(x, y, t)`` with ``t`` vertical, as in Fig. 4 of LeapFactual.
+
+    ``lift_paths: (T, B, 3)`` from ``t = 1`` to ``t = 0`` (dashed, hollow start markers);
+    ``land_paths: (T, B, 3)`` from ``t = 0`` to ``t = 1`` (solid, filled end markers).
+    """
+    lift_np, land_np = _np(lift_paths), _np(land_paths)
+    paths3d(ax, lift_np, start_colors, linestyles="--", linewidths=0.8)
+    paths3d(ax, land_np, end_colors, linewidths=0.8)
+    ax.scatter(*lift_np[0].T, facecolors="none", edgecolors=start_colors, s=30, depthshade=False)
+    ax.scatter(*land_np[0].T, color="black", s=6, depthshade=False)
+    ax.scatter(*land_np[-1].T, color=end_colors, s=30, depthshade=False)
+    ax.set(title=title, xlabel="x", ylabel="y", zlabel="t", xlim=(-0.5, 0.5), ylim=(-0.5, 0.5), zlim=(0, 1))
+    ax.view_init(elev=18, azim=-65)

@@ -38,6 +38,11 @@ class SquareSettings:
 
     ``solver_steps`` is the grid that dopri5 is forced to stop on in every measured leap;
     ``path_steps`` the finer grid of the trajectories that are drawn (the official 100 points).
+    Paper vs code: the official toy forces dopri5 onto 100 time points in every leap; 10 intervals
+    move a replaced point by less than 1e-3 from that (checked on the paper-scale field) and run
+    about seven times faster.
+    The paper scale trains as the official toy (30,000 steps of 256); the smoke scale takes fewer,
+    larger batches (5,000 of 1,024), which on this toy gives a field at least as accurate.
     """
 
     hidden_width: int
@@ -62,11 +67,11 @@ class SquareSettings:
 
 SETTINGS = {
     "paper": SquareSettings(hidden_width=64, n_hidden_layers=3, train_steps=30_000, batch_size=256, lr=1e-3,
-                            rtol=1e-4, atol=1e-4, solver_steps=10, path_steps=99, n_eval=4096, n_blend=8,
+                            rtol=1e-4, atol=1e-4, solver_steps=10, path_steps=99, n_eval=2048, n_blend=8,
                             gamma_blend=0.1, n_inject=3, gamma_inject_lift=0.0, gamma_inject_land=0.1,
                             n_drift_leaps=10, n_bench=10_000, rk4_steps=10),
-    "smoke": SquareSettings(hidden_width=64, n_hidden_layers=3, train_steps=4_000, batch_size=256, lr=1e-3,
-                            rtol=1e-4, atol=1e-4, solver_steps=10, path_steps=99, n_eval=1024, n_blend=8,
+    "smoke": SquareSettings(hidden_width=64, n_hidden_layers=3, train_steps=5_000, batch_size=1024, lr=1e-3,
+                            rtol=1e-4, atol=1e-4, solver_steps=10, path_steps=99, n_eval=2048, n_blend=8,
                             gamma_blend=0.1, n_inject=3, gamma_inject_lift=0.0, gamma_inject_land=0.1,
                             n_drift_leaps=10, n_bench=10_000, rk4_steps=10),
 }
@@ -106,6 +111,11 @@ def residual(z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tenso
     Shapes: ``z: (B, 2)``, ``labels: (B,)`` ``-> (B, 2)``.
     """
     return z - centres(quadrant_label(z) if labels is None else labels, like=z)
+
+
+def edge_distance(z: torch.Tensor) -> torch.Tensor:
+    """Distance of each point to the nearest edge of its own class square. ``(B, 2) -> (B,)``."""
+    return (HALF_SIDE - residual(z).abs()).min(dim=1).values
 
 
 def sample_square(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
