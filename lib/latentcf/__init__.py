@@ -3,7 +3,8 @@
 Modules are introduced chapter by chapter: ``results``, ``runtime``, ``cache``, ``training``,
 ``flows``, ``search``, ``geometry``, ``helix`` and ``plotting`` in the helix chapter; ``cfm`` and
 ``leap`` and ``square`` in the square chapter; ``mnist`` (MNIST and its Morpho-MNIST "plain" form) and
-``morpho`` (Morpho-MNIST morphometrics) for the MNIST chapters.
+``morpho`` (Morpho-MNIST morphometrics) and ``image_flows`` (the multi-scale RealNVP for 1x28x28
+images) for the MNIST chapters.
 """
 
 from latentcf.errors import LatentcfError
