@@ -1,4 +1,4 @@
-from latentcf.claims import CLAIMS, RELATIONS, check_document, failures
+from latentcf.claims import CLAIMS, RELATIONS, check_document, failures, published_values
 from latentcf.reproduce import format_verdicts
 
 
@@ -33,3 +33,8 @@ def test_a_missing_metric_fails_its_relation():
     del document["metrics"]["tangent_alignment"]
     failed = failures(check_document(document))
     assert len(failed) == 1 and "missing" in failed[0].detail
+
+
+def test_published_values_come_from_the_registry():
+    assert published_values("helix")["median_distance_x"] == 2.34
+    assert published_values("square") == {}

@@ -100,6 +100,11 @@ RELATIONS: tuple[Relation, ...] = (
 )
 
 
+def published_values(chapter: str) -> dict[str, float]:
+    """The published value of every claim of ``chapter``, by metric name."""
+    return {claim.metric: claim.paper_value for claim in CLAIMS if claim.chapter == chapter}
+
+
 def check_claim(claim: Claim, document: dict[str, Any]) -> Verdict:
     """Compare one published value with a results document (applies at paper scale only)."""
     measured = document["metrics"].get(claim.metric)
