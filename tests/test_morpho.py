@@ -165,3 +165,11 @@ def test_relative_error_by_hand() -> None:
 def test_relative_error_needs_as_many_images() -> None:
     with pytest.raises(LatentcfError, match="cannot compare"):
         morpho.relative_morphometric_error(measurements(area=[1.0]), measurements(area=[1.0, 2.0]))
+
+
+def test_measuring_in_worker_processes_gives_the_same_numbers():
+    digits = np.stack([bar(slice(4, 24), slice(12, 16 + k % 3)) for k in range(6)])
+    one_process = morpho.measure(digits, chunk_size=2)
+    pooled = morpho.measure(digits, chunk_size=2, workers=2)
+    for name in morpho.NAMES:
+        np.testing.assert_array_equal(getattr(pooled, name), getattr(one_process, name))

@@ -26,7 +26,10 @@ CHAPTERS: dict[str, Chapter] = {
     for chapter in (
         Chapter("helix", "Diffeomorphic counterfactuals on a helix", "notebooks/helix.ipynb",
                 "latentcf.helix"),
+        Chapter("mnist_diffeo", "Diffeomorphic counterfactuals on MNIST", "notebooks/mnist_diffeo.ipynb",
+                "latentcf.mnist_diffeo"),
         Chapter("square", "LeapFactual on the square toy", "notebooks/square.ipynb", "latentcf.square"),
+        Chapter("mnist_leap", "LeapFactual on Morpho-MNIST", "notebooks/mnist_leap.ipynb", "latentcf.mnist_leap"),
     )
 }
 

@@ -52,6 +52,32 @@ class Verdict:
     detail: str
 
 
+LEAPFACTUAL_TABLE2 = {
+    "acc": (0.8277, 0.9422, 0.9868, 0.9906),
+    "auc": (0.8814, 0.9979, 0.9990, 0.9999),
+    "d_area": (0.2475, 0.2556, 0.1665, 0.2295),
+    "d_length": (0.2472, 0.2999, 0.2128, 0.2732),
+    "d_slant": (4.3667, 3.4613, 2.5026, 3.3144),
+    "d_thickness": (0.1724, 0.0859, 0.0807, 0.0895),
+    "d_width": (0.2912, 0.3069, 0.2061, 0.2784),
+    "d_height": (0.0620, 0.0288, 0.0265, 0.0303),
+}
+"""LeapFactual Table 2 (Morpho-MNIST, mean of 5 runs) by row, for Opt, CGM, LeapFactual, LeapFactual_R."""
+TABLE2_METHODS = ("opt", "cgm", "leap", "leap_r")
+TABLE2_TOLERANCES = {"acc": (0.06, 0.03, 0.01, 0.01), "auc": (0.05, 0.003, 0.002, 0.001)}
+"""Absolute tolerances of ACC and AUC: wide where the paper's runs themselves vary (Opt-based: the
+official notebook's single run gave 0.878 against the table's 0.828)."""
+TABLE2_RELATIVE_TOLERANCE = {"d_slant": 0.5}
+"""D(.) rows are checked to 20% of the published value, D(Slant) to 50% (it is heavy-tailed: near-upright
+digits make any change a large ratio)."""
+
+
+def _table2_tolerance(row: str, method_index: int, value: float) -> float:
+    if row in TABLE2_TOLERANCES:
+        return TABLE2_TOLERANCES[row][method_index]
+    return round(TABLE2_RELATIVE_TOLERANCE.get(row, 0.2) * value, 4)
+
+
 SQUARE_BLEND_ALPHAS = tuple(f"blend_alpha_g{gamma:g}" for gamma in (0.1, 0.3, 0.5, 0.7, 0.9))
 """The square chapter's blending alphas, by increasing gamma (``latentcf.square.BLEND_GAMMAS``)."""
 
@@ -61,6 +87,25 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("helix", "success_rate_x", 1.0, 0.01, "Dombrowski et al. Sec. 4.1.1 (all reach the target)"),
     Claim("helix", "success_rate_z", 1.0, 0.01, "Dombrowski et al. Sec. 4.1.1 (all reach the target)"),
     Claim("helix", "classifier_accuracy", 1.0, 0.01, "Dombrowski et al. App. B.1 (near perfect)"),
+    Claim("mnist_leap", "classifier_accuracy", 0.9658, 0.01, "LeapFactual Sec. 4.1 (official notebook: 0.9707)"),
+    *(Claim("mnist_leap", f"{row}_{method}", value, _table2_tolerance(row, index, value), "LeapFactual Table 2")
+      for row, values in LEAPFACTUAL_TABLE2.items() for index, (method, value) in enumerate(zip(TABLE2_METHODS, values))),
+    Claim("mnist_diffeo", "flow_bits_per_dim", 1.21, 0.1, "Dombrowski et al. App. B.3"),
+    Claim("mnist_diffeo", "classifier_accuracy", 0.99, 0.005, "Dombrowski et al. Sec. 4.1.3, App. B.4"),
+    Claim("mnist_diffeo", "oracle_accuracy", 0.92, 0.02, "Dombrowski et al. Sec. 4.1.3 (10-class SVM)"),
+    Claim("mnist_diffeo", "success_rate_x", 1.0, 0.01, "Dombrowski et al. App. B.6 (500 of 500)"),
+    Claim("mnist_diffeo", "success_rate_z", 0.996, 0.02, "Dombrowski et al. App. B.6 (498 of 500)"),
+    Claim("mnist_diffeo", "im1_original", 2.250, 0.711, "Dombrowski et al. Table 1 (tolerance: one paper std)"),
+    Claim("mnist_diffeo", "im1_x", 1.603, 0.317, "Dombrowski et al. Table 1 (tolerance: one paper std)"),
+    Claim("mnist_diffeo", "im1_z", 1.056, 0.233, "Dombrowski et al. Table 1 (tolerance: one paper std)"),
+    Claim("mnist_diffeo", "l2x_source_x", 2.54, 0.61, "Dombrowski et al. Table 2 (tolerance: one paper std)"),
+    Claim("mnist_diffeo", "l2x_source_z", 4.82, 1.20, "Dombrowski et al. Table 2 (tolerance: one paper std)"),
+    Claim("mnist_diffeo", "l2x_class_x", 8.77, 1.25, "Dombrowski et al. Table 2 (tolerance: one paper std)"),
+    Claim("mnist_diffeo", "l2x_class_z", 9.27, 1.32, "Dombrowski et al. Table 2 (tolerance: one paper std)"),
+    Claim("mnist_diffeo", "l2z_source_x", 41.86, 2.1, "Dombrowski et al. Table 3 (tolerance: 5%)"),
+    Claim("mnist_diffeo", "l2z_source_z", 35.26, 4.68, "Dombrowski et al. Table 3 (tolerance: one paper std)"),
+    Claim("mnist_diffeo", "l2z_class_x", 42.12, 2.1, "Dombrowski et al. Table 3 (tolerance: 5%)"),
+    Claim("mnist_diffeo", "l2z_class_z", 39.91, 2.0, "Dombrowski et al. Table 3 (tolerance: 5%)"),
 )
 
 RELATIONS: tuple[Relation, ...] = (
@@ -79,6 +124,29 @@ RELATIONS: tuple[Relation, ...] = (
     Relation("helix", "the classifier is at least 95% accurate on the helix",
              ("classifier_accuracy",), lambda m: m["classifier_accuracy"] >= 0.95,
              "Dombrowski et al. App. B.1"),
+    Relation("mnist_diffeo", "the oracle (SVM) says 9 more often for counterfactuals in Z than for adversarials in X",
+             ("oracle_target_acc_z", "oracle_target_acc_x"),
+             lambda m: m["oracle_target_acc_z"] > m["oracle_target_acc_x"], "Dombrowski et al. Sec. 4.1.3, Fig. 9 left"),
+    Relation("mnist_diffeo", "more of the 10 nearest neighbours are 9s for counterfactuals in Z than in X",
+             ("knn_target_frac_z", "knn_target_frac_x"),
+             lambda m: m["knn_target_frac_z"] > m["knn_target_frac_x"], "Dombrowski et al. Sec. 4.1.3, Fig. 11 left"),
+    Relation("mnist_diffeo", "IM1 is lower for counterfactuals in Z than for adversarials in X",
+             ("im1_z", "im1_x"), lambda m: m["im1_z"] < m["im1_x"], "Dombrowski et al. Table 1"),
+    Relation("mnist_diffeo", "in X, adversarials are closer to their source images than counterfactuals",
+             ("l2x_source_x", "l2x_source_z"), lambda m: m["l2x_source_x"] < m["l2x_source_z"],
+             "Dombrowski et al. Table 2"),
+    Relation("mnist_diffeo", "in Z, counterfactuals are closer to their source images than adversarials",
+             ("l2z_source_z", "l2z_source_x"), lambda m: m["l2z_source_z"] < m["l2z_source_x"],
+             "Dombrowski et al. Table 3"),
+    Relation("mnist_leap", "LeapFactual's counterfactuals reach the target more often than the Opt-based ones",
+             ("acc_leap", "acc_opt"), lambda m: m["acc_leap"] > m["acc_opt"], "LeapFactual Table 2"),
+    Relation("mnist_leap", "injection keeps the accuracy (ACC of LeapFactual_R >= ACC of LeapFactual - 0.02)",
+             ("acc_leap_r", "acc_leap"), lambda m: m["acc_leap_r"] >= m["acc_leap"] - 0.02, "LeapFactual Table 2"),
+    Relation("mnist_leap", "LeapFactual changes the stroke area less than the conditional VAE (D(Area))",
+             ("d_area_leap", "d_area_cgm"), lambda m: m["d_area_leap"] < m["d_area_cgm"], "LeapFactual Table 2"),
+    Relation("mnist_leap", "LeapFactual explains a k-NN classifier (no gradients): at least 90% of its "
+             "counterfactuals are the target class for the k-NN itself", ("acc_leap_blackbox",),
+             lambda m: m["acc_leap_blackbox"] >= 0.9, "this book (beyond the paper: LeapFactual Sec. 1, model-agnostic)"),
     Relation("square", "one replacement leap lands at least 95% of the points in the target square",
              ("replace_hit_rate",), lambda m: m["replace_hit_rate"] >= 0.95,
              "LeapFactual Sec. 3.2.2, Fig. 4 (b)"),

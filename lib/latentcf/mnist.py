@@ -181,6 +181,27 @@ def require_full_mnist(source: str, purpose: str = "paper scale") -> None:
             f"{mnist_dir()}. Without internet, copy {', '.join(OFFICIAL_MD5)} there.")
 
 
+def unit_images(images: torch.Tensor) -> torch.Tensor:
+    """uint8 digits ``(N, 28, 28)`` to float images ``(N, 1, 28, 28)`` in ``[0, 1]`` (no normalisation).
+
+    The input of every MNIST model in the book, as the official loaders of both papers give it.
+    """
+    return images.float().div(255.0).unsqueeze(1)
+
+
+def check_unit_images(images: torch.Tensor) -> None:
+    """Refuse anything but a float batch ``(B, 1, 28, 28)`` with values in ``[0, 1]`` (:class:`LatentcfError`)."""
+    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
+        raise LatentcfError(f"expected a float tensor of images, got {type(images).__name__} "
+                            f"{getattr(images, 'dtype', '')}")
+    if images.ndim != 4 or tuple(images.shape[1:]) != (1, 28, 28) or len(images) == 0:
+        raise LatentcfError(f"expected images of shape (B, 1, 28, 28) with B >= 1, got {tuple(images.shape)}")
+    low, high = images.min().item(), images.max().item()
+    if low < 0.0 or high > 1.0:
+        raise LatentcfError(f"expected pixel values in [0, 1], got values in [{low:.3g}, {high:.3g}]; "
+                            f"divide uint8 images by 255")
+
+
 def to_morpho_plain(images: np.ndarray | torch.Tensor, *, threshold: float = morpho.THRESHOLD,
                     scale: int = morpho.SCALE) -> torch.Tensor:
     """The Morpho-MNIST "plain" form of digits: ``(N, 28, 28)`` uint8 to ``(N, 28, 28)`` uint8.
@@ -202,11 +223,18 @@ def to_morpho_plain(images: np.ndarray | torch.Tensor, *, threshold: float = mor
     return torch.from_numpy(np.concatenate(parts) if parts else array.copy())
 
 
-def load_morpho_plain(split: Split, *, source: Source) -> MnistSplit:
-    """:func:`load_mnist` with the images in their Morpho-MNIST "plain" form (LeapFactual's data)."""
+def load_morpho_plain(split: Split, *, source: Source, first: int | None = None) -> MnistSplit:
+    """:func:`load_mnist` with the images in their Morpho-MNIST "plain" form (LeapFactual's data).
+
+    ``first`` keeps (and converts) only the first ``first`` images of the split.
+    """
     data = load_mnist(split, source=source)
-    return MnistSplit(to_morpho_plain(data.images), data.labels, split, source,
-                      f"Morpho-MNIST plain form (re-created) of the {data.description}")
+    if first is not None and not 1 <= first <= len(data):
+        raise LatentcfError(f"cannot take the first {first} of {len(data):,} MNIST {split} images")
+    kept = slice(None) if first is None else slice(first)
+    subset = "" if first is None else f"first {first:,} images of the "
+    return MnistSplit(to_morpho_plain(data.images[kept]), data.labels[kept], split, source,
+                      f"Morpho-MNIST plain form (re-created) of the {subset}{data.description}")
 
 
 def _parse_idx(raw: bytes, path: Path, fix: str) -> np.ndarray:

@@ -27,8 +27,13 @@ and height use the intensities as mass, so a ``[-1, 1]`` image gives wrong value
 from __future__ import annotations
 
 import math
+import multiprocessing
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
 from functools import cache, lru_cache
+from itertools import repeat
 
 import numpy as np
 import torch
@@ -79,23 +84,37 @@ class Morphometrics:
 
 def measure(images: np.ndarray | torch.Tensor, *, threshold: float = THRESHOLD, scale: int = SCALE,
             bound_frac: float = BOUND_FRAC, chunk_size: int = CHUNK_SIZE,
-            progress: bool | None = None) -> Morphometrics:
+            progress: bool | None = None, workers: int = 1) -> Morphometrics:
     """Morpho-MNIST morphometrics of a batch of digits (Castro et al. 2019).
 
     ``images``: ``(N, H, W)`` or ``(N, 1, H, W)``, uint8 in ``[0, 255]`` or float in ``[0, 1]``
-    (numpy or torch). Chunks of ``chunk_size`` images are measured one after the other, each fully
-    vectorised; a tqdm bar shows them when there is more than one chunk (``progress=None``).
+    (numpy or torch). Chunks of ``chunk_size`` images are measured each fully vectorised, one after
+    the other or, with ``workers > 1``, in that many processes (the official code uses a pool of
+    32); a tqdm bar shows them when there is more than one chunk (``progress=None``).
     """
     array = _as_batch(images)
     if scale < 1 or int(scale) != scale:
         raise LatentcfError(f"the upscaling factor must be a positive integer, got {scale}")
-    starts = range(0, len(array), chunk_size)
-    show = len(starts) > 1 if progress is None else progress
-    parts = [_measure_chunk(array[s:s + chunk_size], threshold, int(scale), bound_frac)
-             for s in tqdm(starts, desc="morphometrics", unit="chunk", disable=not show)]
+    if workers < 1:
+        raise LatentcfError(f"workers must be >= 1, got {workers}")
+    chunks = [array[s:s + chunk_size] for s in range(0, len(array), chunk_size)]
+    show = len(chunks) > 1 if progress is None else progress
+    parts = list(tqdm(_measure_chunks(chunks, threshold, int(scale), bound_frac, workers), total=len(chunks),
+                      desc="morphometrics", unit="chunk", disable=not show))
     if not parts:
         return Morphometrics(*(np.zeros(0) for _ in NAMES))
     return Morphometrics(*(np.concatenate([getattr(p, name) for p in parts]) for name in NAMES))
+
+
+def _measure_chunks(chunks: list[np.ndarray], threshold: float, scale: int, bound_frac: float,
+                    workers: int) -> Iterator[Morphometrics]:
+    """:func:`_measure_chunk` of every chunk, in order; in a pool of fresh ("spawn") processes if ``workers > 1``."""
+    arguments = (chunks, repeat(threshold), repeat(scale), repeat(bound_frac))
+    if workers == 1 or len(chunks) < 2:
+        yield from map(_measure_chunk, *arguments)
+        return
+    with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield from pool.map(_measure_chunk, *arguments)
 
 
 def relative_errors(ref: Morphometrics, other: Morphometrics) -> Morphometrics:
@@ -114,15 +133,23 @@ def relative_errors(ref: Morphometrics, other: Morphometrics) -> Morphometrics:
 
 
 def relative_morphometric_error(ref: Morphometrics, other: Morphometrics) -> dict[str, float]:
-    """Mean over images of :func:`relative_errors`, by morphometric name (LeapFactual's D(.))."""
-    return {name: float(np.mean(values)) for name, values in relative_errors(ref, other).as_dict().items()}
+    """Mean over images of :func:`relative_errors`, by morphometric name (LeapFactual's D(.)).
+
+    As the official pandas ``mean``, images whose error is NaN (a blank image has no
+    morphometrics) are left out; an ``inf`` (zero reference) is kept and makes the mean ``inf``.
+    """
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {name: float(np.nanmean(values)) for name, values in relative_errors(ref, other).as_dict().items()}
 
 
 def relative_morphometric_sem(ref: Morphometrics, other: Morphometrics) -> dict[str, float]:
-    """Standard error (ddof = 1, as pandas' ``sem``) over images of :func:`relative_errors`."""
+    """Standard error (ddof = 1, as pandas' ``sem``, NaN left out) over images of :func:`relative_errors`."""
     errors = relative_errors(ref, other).as_dict()
-    with np.errstate(invalid="ignore"):
-        return {name: float(np.std(v, ddof=1) / math.sqrt(len(v))) for name, v in errors.items()}
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {name: float(np.nanstd(v, ddof=1) / math.sqrt(np.count_nonzero(~np.isnan(v))))
+                for name, v in errors.items()}
 
 
 def slant_difference_degrees(ref: Morphometrics, other: Morphometrics) -> np.ndarray:

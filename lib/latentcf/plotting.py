@@ -142,3 +142,27 @@ def leap_panel3d(ax: plt.Axes, lift_paths, land_paths, start_colors: Sequence[st
     ax.scatter(*land_np[-1].T, color=end_colors, s=30, depthshade=False)
     ax.set(title=title, xlabel="x", ylabel="y", zlabel="t", xlim=(-0.5, 0.5), ylim=(-0.5, 0.5), zlim=(0, 1))
     ax.view_init(elev=18, azim=-65)
+
+
+def image_grid(rows: dict[str, torch.Tensor | np.ndarray], column_titles: Sequence[str] | None = None,
+               cmap: str = "gray", vmin: float = 0.0, vmax: float = 1.0, size: float = 0.9,
+               colorbar: bool = False) -> plt.Figure:
+    """Images in a grid, one row per ``{row label: images}`` entry. ``images: (C, H, W)`` or ``(C, 1, H, W)``.
+
+    For a signed difference map pass ``cmap="RdBu_r", vmin=-1, vmax=1, colorbar=True``.
+    """
+    arrays = {label: _np(images).reshape(len(images), *_np(images).shape[-2:]) for label, images in rows.items()}
+    n_cols = max(len(images) for images in arrays.values())
+    figure, axes = plt.subplots(len(arrays), n_cols, figsize=(size * n_cols + 0.9, size * len(arrays) + 0.3),
+                                squeeze=False)
+    for row, (label, images) in zip(axes, arrays.items()):
+        for col, ax in enumerate(row):
+            ax.set_axis_off()
+            if col < len(images):
+                shown = ax.imshow(images[col], cmap=cmap, vmin=vmin, vmax=vmax)
+        row[0].text(-0.08, 0.5, label, transform=row[0].transAxes, ha="right", va="center")
+    for ax, title in zip(axes[0], column_titles or []):
+        ax.set_title(title)
+    if colorbar:
+        figure.colorbar(shown, ax=axes, shrink=0.8)
+    return figure

@@ -44,6 +44,7 @@ def gradient_ascent(
     max_steps: int,
     record_trajectory: bool = False,
     desc: str = "gradient ascent",
+    weight_decay: float = 0.0,
 ) -> AscentResult:
     """Optimise every start until its target is reached or ``max_steps`` updates were made.
 
@@ -59,9 +60,10 @@ def gradient_ascent(
         lr: Adam learning rate.
         max_steps: the largest number of updates per sample.
         record_trajectory: keep ``x`` after every step (memory ``(S + 1) * B * |X|``).
+        weight_decay: decoupled weight decay (AdamW); ``0`` is plain Adam.
     """
     v = v_start.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([v], lr=lr)
+    optimizer = torch.optim.AdamW([v], lr=lr, weight_decay=weight_decay)
     active = torch.ones(len(v), dtype=torch.bool, device=v.device)
     steps = torch.zeros(len(v), dtype=torch.long, device=v.device)
     with torch.no_grad():

@@ -41,3 +41,16 @@ def fit(
         losses.append(loss.detach())
     model.eval()
     return {"loss": torch.stack(losses).cpu().tolist(), "train_s": time.perf_counter() - started}
+
+
+def epoch_batches(n: int, batch_size: int, epochs: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Mini-batch indices for ``epochs`` shuffled passes over ``n`` samples, in training order.
+
+    Shapes: ``-> [(batch_size,) or a shorter last batch per epoch, ...]``, int64 on the CPU.
+    Each epoch is a fresh permutation; its last partial batch is kept (as a PyTorch
+    ``DataLoader(shuffle=True)`` does). Pass ``len(batches)`` as ``steps`` to :func:`fit` and
+    ``batches[step]`` inside ``loss_fn``.
+    """
+    if n < 1 or batch_size < 1 or epochs < 1:
+        raise ValueError(f"n, batch_size and epochs must be >= 1, got {n}, {batch_size}, {epochs}")
+    return [chunk for _ in range(epochs) for chunk in torch.randperm(n, generator=generator).split(batch_size)]

