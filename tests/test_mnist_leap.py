@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 import numpy as np
 import pytest
@@ -180,3 +181,9 @@ def test_paper_scale_refuses_the_offline_subset():
     offline_paper = dataclasses.replace(ml.SETTINGS["paper"], data_source="offline")
     with pytest.raises(LatentcfError, match="60,000"):
         ml.load_data(offline_paper, "paper", torch.device("cpu"))
+
+
+def test_a_missing_scikit_learn_is_named(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn.neighbors", None)
+    with pytest.raises(LatentcfError, match="pip install scikit-learn"):
+        ml.KnnClassifier(images(20), torch.arange(20) % 10, neighbours=1)

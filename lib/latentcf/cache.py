@@ -80,3 +80,26 @@ def _load_into(model: nn.Module, path: Path) -> dict[str, Any]:
         raise LatentcfError(f"cached model {path} is corrupted or stale ({reason}); "
                             f"delete it to retrain") from err
     return dict(checkpoint["info"])
+
+
+def cached_tensors(name: str, settings: dict[str, Any],
+                   make: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Generated data (a dict of tensors) stored under a key made from ``name`` and ``settings``.
+
+    The first call makes and stores it; later calls with the same settings load it. A corrupted
+    file raises :class:`LatentcfError`.
+    """
+    text = json.dumps({"name": name, **settings}, sort_keys=True, default=str)
+    path = cache_dir() / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise LatentcfError(f"cached data {path} is corrupted ({type(err).__name__}); delete it to "
+                                f"make it again") from err
+    tensors = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    torch.save(tensors, partial)
+    partial.replace(path)
+    return tensors

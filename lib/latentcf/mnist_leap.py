@@ -18,15 +18,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from sklearn.metrics import roc_auc_score
-from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 from tqdm import tqdm
 
 from latentcf import morpho
 from latentcf.cache import cached_model
 from latentcf.cfm import ConditionalVelocityMLP, cfm_loss, condition_vector, sample_source
-from latentcf.errors import LatentcfError
+from latentcf.errors import LatentcfError, optional_import
 from latentcf.leap import Solver, leapfactual
 from latentcf.mnist import check_unit_images, load_morpho_plain, require_full_mnist, unit_images
 from latentcf.search import gradient_ascent
@@ -509,7 +507,8 @@ def macro_auroc(probabilities: torch.Tensor | np.ndarray, target: torch.Tensor,
         raise ValueError(f"macro AUROC is undefined: class(es) {missing} are no sample's target "
                          f"(no positives); evaluate on more samples")
     scores = torch.as_tensor(probabilities).detach().cpu().double().numpy()
-    return float(np.mean([roc_auc_score(labels == k, scores[:, k]) for k in range(num_classes)]))
+    metrics = optional_import("sklearn.metrics", "scikit-learn", "the AUC of the MNIST LeapFactual chapter")
+    return float(np.mean([metrics.roc_auc_score(labels == k, scores[:, k]) for k in range(num_classes)]))
 
 
 def score_counterfactuals(probabilities: torch.Tensor | np.ndarray, target: torch.Tensor,
@@ -566,7 +565,8 @@ class KnnClassifier:
     """
 
     def __init__(self, train_x: torch.Tensor, train_y: torch.Tensor, neighbours: int) -> None:
-        self.model = KNeighborsClassifier(n_neighbors=neighbours, algorithm="brute")
+        neighbors = optional_import("sklearn.neighbors", "scikit-learn", "the k-NN classifier")
+        self.model = neighbors.KNeighborsClassifier(n_neighbors=neighbours, algorithm="brute")
         self.model.fit(_pixels(train_x), train_y.cpu().numpy())
         if list(self.model.classes_) != list(range(NUM_CLASSES)):
             raise LatentcfError(f"the k-NN classifier needs training images of all {NUM_CLASSES} classes")
