@@ -6,7 +6,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from latentcf import galaxy10
 from latentcf.errors import LatentcfError
 

@@ -309,7 +309,7 @@ def _clump_map(p: dict, size: int, generator: torch.Generator, max_clumps: int =
 def _blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Per-image Gaussian blur. ``images: (N, C, S, S)``, ``sigma: (N,)`` in pixels."""
     n, channels, size, _ = images.shape
-    half = int(math.ceil(3 * float(sigma.max())))
+    half = math.ceil(3 * float(sigma.max()))
     offsets = torch.arange(-half, half + 1, dtype=torch.float32)
     kernel_1d = torch.exp(-0.5 * (offsets.view(1, -1) / sigma.view(-1, 1)) ** 2)
     kernel_1d = kernel_1d / kernel_1d.sum(dim=1, keepdim=True)

@@ -97,7 +97,7 @@ SETTINGS = {
         data_source="offline", flow_width=8, flow_res_blocks=1, flow_epochs=3, flow_batch=64, flow_lr=1e-3,
         flow_weight_decay=0.0, classifier_epochs=3, classifier_batch=64, classifier_lr=1e-3,
         classifier_weight_decay=5e-4, vae_epochs=10, vae_batch=64, vae_lr=5e-3, im1_epochs=40,
-        im1_batch=64, im1_lr=5e-3, oracle_train_size=5000, n_searches=24, search_chunk=24,
+        im1_batch=64, im1_lr=5e-3, oracle_train_size=5000, n_searches=48, search_chunk=48,
         search_lr_x=5e-4, search_lr_z=5e-2, search_max_steps=2000, search_lr_vae=5e-2,
         search_max_steps_vae=300, knn_per_class=300, n_class_images=500, n_bpd_images=1000,
         n_spectrum_points=4),
