@@ -1,0 +1,108 @@
+"""The Galaxy10 networks (residual WAE, PatchGAN, VGG16) and the image similarity metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from latentcf import image_metrics, vgg, wae
+from skimage.metrics import structural_similarity
+
+
+def count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_official_wae_maps_128_pixel_images_to_64_dims_and_back():
+    torch.manual_seed(0)
+    model = wae.ResidualWAE().eval()
+    x = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        x_rec, z = model(x)
+    assert z.shape == (2, 64) and x_rec.shape == (2, 3, 128, 128)
+    assert 0 <= float(x_rec.min()) and float(x_rec.max()) <= 1
+    assert model.encoder[-2].in_features == 256 * 4 * 4
+
+
+def test_a_narrow_wae_keeps_the_design_and_refuses_sizes_it_cannot_halve():
+    small = wae.ResidualWAE(image_size=64, latent=16, widths=(8, 16, 32), bottleneck=64).eval()
+    with torch.no_grad():
+        assert small.decode(small.encode(torch.rand(3, 3, 64, 64))).shape == (3, 3, 64, 64)
+    with pytest.raises(ValueError, match="divisible"):
+        wae.ResidualWAE(image_size=100)
+
+
+def test_residual_blocks_change_channels_and_resolution_as_named():
+    x = torch.rand(2, 8, 16, 16)
+    assert wae.ResBlock(8, 8)(x).shape == (2, 8, 16, 16)
+    assert wae.ResBlock(8, 12)(x).shape == (2, 12, 16, 16)
+    assert wae.ResDown(8, 16)(x).shape == (2, 16, 8, 8)
+    assert wae.ResUp(8, 4)(x).shape == (2, 4, 32, 32)
+
+
+def test_imq_mmd_matches_its_formula_and_vanishes_for_identical_samples():
+    z = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])
+    prior = torch.tensor([[0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])
+    scale = 2 * 2 * 2.0
+
+    def k(a, b):
+        return scale / (scale + float(((a - b) ** 2).sum()) + 1e-7)
+
+    def off_diagonal_sum(a, b):
+        return sum(k(a[i], b[j]) for i in range(3) for j in range(3) if i != j)
+
+    expected = 10 / 6 * (off_diagonal_sum(prior, prior) + off_diagonal_sum(z, z) - 2 * off_diagonal_sum(prior, z))
+    assert float(wae.imq_mmd(z, prior)) == pytest.approx(expected, rel=1e-5)
+    assert float(wae.imq_mmd(z, z)) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="B >= 2"):
+        wae.imq_mmd(z[:1], prior[:1])
+
+
+def test_patch_discriminator_scores_patches_and_lsgan_losses_have_their_minima():
+    scores = wae.PatchDiscriminator()(torch.rand(2, 3, 128, 128))
+    assert scores.shape == (2, 1, 14, 14)
+    ones, zeros = torch.ones(4), torch.zeros(4)
+    assert float(wae.lsgan_generator_loss(ones)) == 0.0 and float(wae.lsgan_generator_loss(zeros)) == 1.0
+    assert float(wae.lsgan_discriminator_loss(ones, zeros)) == 0.0
+    assert [wae.gan_weight(e, 90) for e in (0, 45, 90, 200)] == [0.0, 0.5, 1.0, 1.0]
+
+
+def test_vgg16_bn_has_torchvisions_size_and_parameter_names():
+    model = vgg.VGG16BN(num_classes=10)
+    assert count(model) == 138_365_992 - (4096 * 1000 + 1000) + (4096 * 10 + 10)
+    assert "features.1.running_mean" in model.state_dict() and "classifier.6.weight" in model.state_dict()
+    imagenet_like = {key: value for key, value in model.state_dict().items()}
+    imagenet_like["classifier.6.weight"] = torch.zeros(1000, 4096)
+    imagenet_like["classifier.6.bias"] = torch.zeros(1000)
+    model.load_imagenet(imagenet_like)
+
+
+def test_perceptual_loss_uses_vgg16_up_to_relu4_3_and_is_zero_for_equal_images():
+    loss = vgg.PerceptualLoss()
+    assert count(loss) == 7_635_264 and not any(p.requires_grad for p in loss.parameters())
+    x = torch.rand(1, 3, 32, 32)
+    assert float(loss(x, x)) == 0.0 and float(loss(x, torch.rand(1, 3, 32, 32))) > 0
+
+
+def test_imagenet_preset_upsamples_crops_and_normalises():
+    out = vgg.imagenet_preset(torch.full((1, 3, 128, 128), 0.5))
+    expected = (0.5 - torch.tensor(vgg.IMAGENET_MEAN)) / torch.tensor(vgg.IMAGENET_STD)
+    assert out.shape == (1, 3, 224, 224)
+    assert torch.allclose(out[0, :, 100, 100], expected, atol=1e-5)
+
+
+def test_psnr_on_a_known_error():
+    x = torch.zeros(2, 3, 16, 16)
+    y = x + 0.1
+    assert torch.allclose(image_metrics.psnr(x, y), torch.full((2,), 20.0), atol=1e-4)
+
+
+def test_ssim_matches_scikit_image_with_gaussian_weights():
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 3, 40, 40)).astype(np.float32)
+    y = np.clip(x + 0.2 * rng.standard_normal(x.shape), 0, 1).astype(np.float32)
+    ours = image_metrics.ssim(torch.from_numpy(x), torch.from_numpy(y))
+    reference = [structural_similarity(x[i], y[i], channel_axis=0, data_range=1.0, gaussian_weights=True,
+                                       sigma=1.5, use_sample_covariance=False) for i in range(2)]
+    assert np.allclose(ours.numpy(), reference, atol=1e-5)
+    assert torch.allclose(image_metrics.ssim(torch.from_numpy(x), torch.from_numpy(x)), torch.ones(2))
