@@ -585,7 +585,8 @@ def blackbox_leap_accuracy(knn: KnnClassifier, vae: MorphoVAE, data: MorphoData,
     """Explain the k-NN classifier with LeapFactual: a CE-CFM field conditioned on its votes, then leaps.
 
     Returns ``({"acc_leap_blackbox", "acc_leap_r_blackbox"}, CEs, targets, flow training info)``;
-    accuracies are the k-NN's own verdicts on the CEs w.r.t. random targets.
+    accuracies are the k-NN's own verdicts on the CEs w.r.t. random targets. The conditions of the
+    flow are the k-NN's votes on the training images, among whose neighbours each image finds itself.
     """
     latents = encode_latents(vae, data.train_x, settings.eval_batch)
     votes = torch.from_numpy(np.concatenate([knn(chunk) for chunk in data.train_x.split(settings.eval_batch)]))
