@@ -13,7 +13,7 @@ from latentcf import morpho
 from latentcf.cfm import ConditionalVelocityMLP
 from latentcf.errors import LatentcfError
 from latentcf.search import gradient_ascent
-from latentcf.training import epoch_batches
+from latentcf.training import epoch_batches, recalibrate_batch_norm
 
 TINY = dataclasses.replace(ml.SETTINGS["smoke"], opt_steps=5, n_blend=2, n_inject=1, eval_batch=3)
 
@@ -187,3 +187,14 @@ def test_a_missing_scikit_learn_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.neighbors", None)
     with pytest.raises(LatentcfError, match="pip install scikit-learn"):
         ml.KnnClassifier(images(20), torch.arange(20) % 10, neighbours=1)
+
+
+def test_batch_norm_recalibration_gives_the_exact_training_statistics():
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    x = torch.randn(40, 3) * 5 + 2
+    recalibrate_batch_norm(network, lambda batch: network(x[batch]), torch.arange(40).split(10))
+    with torch.no_grad():
+        hidden = network[0](x)
+    assert torch.allclose(network[1].running_mean, hidden.mean(dim=0), atol=1e-5)
+    assert network[1].momentum == 0.1 and not network.training

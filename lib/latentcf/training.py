@@ -54,3 +54,28 @@ def epoch_batches(n: int, batch_size: int, epochs: int, generator: torch.Generat
     if n < 1 or batch_size < 1 or epochs < 1:
         raise ValueError(f"n, batch_size and epochs must be >= 1, got {n}, {batch_size}, {epochs}")
     return [chunk for _ in range(epochs) for chunk in torch.randperm(n, generator=generator).split(batch_size)]
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: nn.Module, forward_batch: Callable[[torch.Tensor], object],
+                           batches: list[torch.Tensor]) -> None:
+    """Set every BatchNorm's running mean and variance to exact averages over ``batches``.
+
+    During training the running statistics are exponential averages over the last few batches of a
+    network that was still changing; with a high learning rate they can lag the final weights so far
+    that the eval-mode network fails (seen on the 5,000-image MNIST subset: 35% in eval mode, 95% in
+    train mode). One pass in train mode with cumulative averaging (``momentum=None``) over the
+    training batches, without any weight update, repairs them. ``forward_batch(indices)`` runs the
+    model on one batch.
+    """
+    norms = [module for module in model.modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train()
+    for batch in batches:
+        forward_batch(batch)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.eval()
