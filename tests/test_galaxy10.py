@@ -8,6 +8,7 @@ import pytest
 import torch
 from latentcf import galaxy10
 from latentcf.errors import LatentcfError
+from latentcf.paths import file_digest
 
 
 def write_fake_galaxy10(path, counts=(12, 25, 9, 30, 3, 11, 10, 20, 14, 19), size=32, seed=0):
@@ -27,7 +28,7 @@ def write_fake_galaxy10(path, counts=(12, 25, 9, 30, 3, 11, 10, 20, 14, 19), siz
 def test_the_file_is_read_lazily_in_any_index_order(tmp_path):
     path = tmp_path / galaxy10.FILENAME
     images, labels = write_fake_galaxy10(path)
-    data = galaxy10.Galaxy10File(path, sha256=galaxy10.file_sha256(path))
+    data = galaxy10.Galaxy10File(path, sha256=file_digest(path, "sha256"))
     assert len(data) == len(labels) and torch.equal(data.labels, torch.from_numpy(labels))
     batch = data.read_images(np.array([7, 2, 7, 40]))
     assert batch.shape == (4, 3, 32, 32) and batch.dtype == torch.uint8

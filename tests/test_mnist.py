@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from skimage import transform
-
 from latentcf import mnist, morpho
 from latentcf.errors import LatentcfError
+from latentcf.paths import file_digest
+from skimage import transform
 
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
@@ -85,7 +85,7 @@ def test_short_payload_and_bad_magic_name_the_file(tmp_path: Path) -> None:
 
 def test_shipped_test_set_is_the_official_one() -> None:
     for name in TEST_FILES:
-        assert mnist.file_md5(mnist.SHIPPED_DIR / name) == mnist.OFFICIAL_MD5[name]
+        assert file_digest(mnist.SHIPPED_DIR / name, "md5") == mnist.OFFICIAL_MD5[name]
     data = mnist.load_mnist("test", source="offline")
     assert (data.split, data.source, len(data)) == ("test", "offline", 10_000)
     assert data.images.shape == (10_000, 28, 28) and data.images.dtype == torch.uint8
@@ -118,7 +118,7 @@ def test_download_keeps_only_files_with_the_official_md5(monkeypatch, tmp_path: 
                         lambda url, timeout: FakeResponse(served[url.rsplit("/", 1)[1]]))
     root = mnist.download_mnist(("test",), tmp_path / "good")
     assert sorted(p.name for p in root.iterdir()) == sorted(TEST_FILES)
-    assert all(mnist.file_md5(root / name) == mnist.OFFICIAL_MD5[name] for name in TEST_FILES)
+    assert all(file_digest(root / name, "md5") == mnist.OFFICIAL_MD5[name] for name in TEST_FILES)
 
     monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: FakeResponse(b"not mnist"))
     failed = r"could not download t10k-images-idx3-ubyte\.gz.*copy the official file"

@@ -17,7 +17,6 @@ strength of the spirals, bulge fraction of the edge-on disks), so they are not t
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from tqdm import tqdm
 
 from latentcf.cache import cached_tensors
 from latentcf.errors import LatentcfError, optional_import
-from latentcf.paths import cache_dir
+from latentcf.paths import cache_dir, file_digest
 
 CLASS_NAMES = ("Disturbed", "Merging", "Round Smooth", "In-between Round Smooth", "Cigar-shaped Smooth",
                "Barred Spiral", "Unbarred Tight Spiral", "Unbarred Loose Spiral", "Edge-on without Bulge",
@@ -72,15 +71,6 @@ def download_galaxy10(path: Path | None = None) -> Path:
     return Path(fetched)
 
 
-def file_sha256(path: Path) -> str:
-    """Hex SHA256 of a file, read in 8 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 23), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class Galaxy10File:
     """Lazy access to a Galaxy10 HDF5 file: labels in memory, images read per batch.
 
@@ -96,7 +86,7 @@ class Galaxy10File:
                f"{FILENAME} to {self.path}.")
         if not self.path.is_file():
             raise LatentcfError(f"Galaxy10 DECaLS not found at {self.path}. {how}")
-        if sha256 is not None and (actual := file_sha256(self.path)) != sha256:
+        if sha256 is not None and (actual := file_digest(self.path, "sha256")) != sha256:
             raise LatentcfError(f"{self.path} is damaged or incomplete (SHA256 {actual}, expected {sha256}). "
                                 f"Delete it. {how}")
         h5py = optional_import("h5py", "h5py", "reading Galaxy10 DECaLS")

@@ -18,7 +18,6 @@ dataset (Castro et al. 2019) is MNIST upscaled, binarised and scaled back down, 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import shutil
 import urllib.request
 import zlib
@@ -33,7 +32,7 @@ from tqdm import tqdm
 
 from latentcf import morpho
 from latentcf.errors import LatentcfError, optional_import
-from latentcf.paths import cache_dir
+from latentcf.paths import cache_dir, file_digest
 
 Split = Literal["train", "test"]
 Source = Literal["full", "offline"]
@@ -85,15 +84,6 @@ def mnist_dir() -> Path:
     return cache_dir() / "mnist"
 
 
-def file_md5(path: Path) -> str:
-    """Hex md5 of a file, read in 1 MiB blocks."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_idx(path: Path | str, md5: str | None = None, *, fix: str = _FIX_DEFAULT) -> np.ndarray:
     """The array stored in an IDX file (gzip-compressed if its name ends in ``.gz``).
 
@@ -103,7 +93,7 @@ def read_idx(path: Path | str, md5: str | None = None, *, fix: str = _FIX_DEFAUL
     path = Path(path)
     if not path.is_file():
         raise LatentcfError(f"{path} does not exist. {fix}")
-    if md5 is not None and (actual := file_md5(path)) != md5:
+    if md5 is not None and (actual := file_digest(path, "md5")) != md5:
         raise LatentcfError(f"{path} is not the official file (md5 {actual}, expected {md5}); "
                             f"it is damaged or incomplete. {fix}")
     try:
@@ -298,7 +288,7 @@ def _download(name: str, md5: str, root: Path) -> None:
         except OSError as exc:
             failures.append(f"{mirror}: {exc}")
             continue
-        if (actual := file_md5(partial)) == md5:
+        if (actual := file_digest(partial, "md5")) == md5:
             partial.replace(target)
             return
         failures.append(f"{mirror}: md5 {actual}, expected {md5}")

@@ -307,6 +307,7 @@ def flat_numpy(images: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
+@torch.no_grad()
 def predict_classes(classifier: nn.Module, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
     """``argmax f(x)`` per image, in batches. ``(N, 1, 28, 28) -> (N,)`` int64."""
     return torch.cat([classifier(chunk).argmax(1) for chunk in images.split(batch)])
@@ -456,6 +457,7 @@ def l2_to_class(results: torch.Tensor, class_members: torch.Tensor) -> torch.Ten
     return torch.cdist(results.flatten(1).double(), class_members.flatten(1).double()).mean(1).float()
 
 
+@torch.no_grad()
 @torch.no_grad()
 def flow_latents(flow: MnistRealNVP, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
     """``z = g^{-1}(x)`` in batches, eval mode, no dequantisation. ``(N, 1, 28, 28) -> (N, 1, 28, 28)``."""

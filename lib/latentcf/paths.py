@@ -6,6 +6,7 @@ found by walking up to the folder that holds ``_toc.yml``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -40,3 +41,12 @@ def paper_results_dir() -> Path:
 def cache_dir() -> Path:
     """Where trained models are cached: ``$LATENTCF_CACHE`` or ``~/.cache/latentcf``."""
     return Path(os.environ.get(CACHE_DIR_ENV, Path.home() / ".cache" / "latentcf"))
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    """Hex digest (``"md5"``, ``"sha256"``, ...) of a file, read in 8 MiB blocks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 23), b""):
+            digest.update(block)
+    return digest.hexdigest()
