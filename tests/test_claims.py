@@ -38,3 +38,12 @@ def test_a_missing_metric_fails_its_relation():
 def test_published_values_come_from_the_registry():
     assert published_values("helix")["median_distance_x"] == 2.34
     assert published_values("square") == {}
+
+
+def test_the_published_galaxy10_tables_pass_their_own_claims_and_relations():
+    metrics = dict(published_values("galaxy_leap"))
+    verdicts = check_document({"chapter": "galaxy_leap", "scale": "paper", "metrics": metrics})
+    assert len(metrics) == 16 + 30 + 30 and failures(verdicts) == []
+    worse = {**metrics, "acc_rce_100": metrics["acc_ce_100"] - 0.01, "ssim_ni5": metrics["ssim_ni0"] + 0.01}
+    failed = failures(check_document({"chapter": "galaxy_leap", "scale": "smoke", "metrics": worse}))
+    assert len(failed) == 2 and all("CEs" in v.name for v in failed)

@@ -55,3 +55,13 @@ def test_incomplete_results_files_are_reported(tmp_path):
     path.write_text("{not json")
     with pytest.raises(LatentcfError, match="not valid JSON"):
         load_results(path)
+
+
+def test_text_facts_are_recorded_as_top_level_keys_and_cannot_replace_required_ones():
+    run = start_run("helix", "smoke", 0, "cpu")
+    run.describe(dataset="galaxy10-synthetic")
+    assert run.as_dict()["dataset"] == "galaxy10-synthetic"
+    with pytest.raises(ValueError, match="fact 'metrics'"):
+        run.describe(metrics="none")
+    with pytest.raises(ValueError, match="fact 'dataset'"):
+        run.describe(dataset=3)

@@ -82,18 +82,19 @@ def _load_into(model: nn.Module, path: Path) -> dict[str, Any]:
     return dict(checkpoint["info"])
 
 
-def cached_tensors(name: str, settings: dict[str, Any],
-                   make: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def cached_tensors(name: str, settings: dict[str, Any], make: Callable[[], dict[str, torch.Tensor]],
+                   mmap: bool = False) -> dict[str, torch.Tensor]:
     """Generated data (a dict of tensors) stored under a key made from ``name`` and ``settings``.
 
-    The first call makes and stores it; later calls with the same settings load it. A corrupted
-    file raises :class:`LatentcfError`.
+    The first call makes and stores it; later calls with the same settings load it, memory-mapped
+    with ``mmap=True`` (batches are then read from disk as they are indexed, for data sets larger
+    than memory). A corrupted file raises :class:`LatentcfError`.
     """
     text = json.dumps({"name": name, **settings}, sort_keys=True, default=str)
     path = cache_dir() / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
     if path.is_file():
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
         except Exception as err:
             raise LatentcfError(f"cached data {path} is corrupted ({type(err).__name__}); delete it to "
                                 f"make it again") from err

@@ -30,6 +30,8 @@ CHAPTERS: dict[str, Chapter] = {
                 "latentcf.mnist_diffeo"),
         Chapter("square", "LeapFactual on the square toy", "notebooks/square.ipynb", "latentcf.square"),
         Chapter("mnist_leap", "LeapFactual on Morpho-MNIST", "notebooks/mnist_leap.ipynb", "latentcf.mnist_leap"),
+        Chapter("galaxy_leap", "Reliable counterfactuals as training data on Galaxy10", "notebooks/galaxy_leap.ipynb",
+                "latentcf.galaxy_leap"),
     )
 }
 

@@ -78,6 +78,37 @@ def _table2_tolerance(row: str, method_index: int, value: float) -> float:
     return round(TABLE2_RELATIVE_TOLERANCE.get(row, 0.2) * value, 4)
 
 
+LEAPFACTUAL_TABLE3 = {
+    "acc": {"weak": 0.8107, "strong": 0.8530, "ce_10": 0.7975, "ce_50": 0.7968, "ce_100": 0.7967,
+            "rce_10": 0.8163, "rce_50": 0.8197, "rce_100": 0.8237},
+    "auc": {"weak": 0.9770, "strong": 0.9813, "ce_10": 0.9749, "ce_50": 0.9744, "ce_100": 0.9738,
+            "rce_10": 0.9776, "rce_50": 0.9788, "rce_100": 0.9793},
+}
+"""LeapFactual Table 3 (Galaxy10 DECaLS, mean of 5 runs): the weak (20%) and strong (100%) classifiers and the
+weak set plus 10/50/100% of the CEs or reliable CEs, by metric and column."""
+LEAPFACTUAL_TABLE5 = {
+    100: (0.9718, 0.9855, 0.4868, 0.8798, 0.8579, 22.8416),
+    150: (0.9772, 0.9884, 0.4862, 0.8829, 0.8562, 22.3836),
+    200: (0.9814, 0.9896, 0.4880, 0.8832, 0.8551, 22.1526),
+    250: (0.9832, 0.9901, 0.4892, 0.8836, 0.8544, 21.9950),
+    300: (0.9832, 0.9898, 0.4874, 0.8835, 0.8538, 21.8846),
+}
+"""LeapFactual Table 5 (Galaxy10, N_b ablation at gamma_b = 0.1): ACC, AUC, ACC_r, AUC_r, SSIM, PSNR per N_b (LPIPS left out)."""
+LEAPFACTUAL_TABLE6 = {
+    0: (0.9821, 0.9897, 0.4738, 0.8797, 0.8577, 22.4959),
+    5: (0.9439, 0.9934, 0.6620, 0.9404, 0.8255, 21.0064),
+    15: (0.9599, 0.9973, 0.7899, 0.9740, 0.7774, 19.2938),
+    25: (0.9612, 0.9975, 0.8171, 0.9815, 0.7417, 18.0882),
+    35: (0.9545, 0.9974, 0.8135, 0.9832, 0.7122, 17.0410),
+}
+"""LeapFactual Table 6 (Galaxy10, reliable CEs along N_i; N_b = 250, gamma 0.1 and 1 / 1.025; mean of 10 runs)."""
+GALAXY_SWEEP_COLUMNS = ("acc", "auc", "acc_r", "auc_r", "ssim", "psnr")
+GALAXY_SWEEP_TOLERANCES = {"acc": 0.02, "auc": 0.01, "acc_r": 0.05, "auc_r": 0.02, "ssim": 0.03, "psnr": 1.0}
+"""Absolute tolerances of Tables 5 and 6: ACC_r and AUC_r depend on a separately trained strong classifier;
+PSNR in dB."""
+GALAXY_INJECT_SWEEP = (5, 15, 25, 35)
+"""The N_i > 0 of Table 6 (reliable CEs), compared with N_i = 0 (CEs) by the relations."""
+
 SQUARE_BLEND_ALPHAS = tuple(f"blend_alpha_g{gamma:g}" for gamma in (0.1, 0.3, 0.5, 0.7, 0.9))
 """The square chapter's blending alphas, by increasing gamma (``latentcf.square.BLEND_GAMMAS``)."""
 
@@ -90,6 +121,12 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("mnist_leap", "classifier_accuracy", 0.9658, 0.01, "LeapFactual Sec. 4.1 (official notebook: 0.9707)"),
     *(Claim("mnist_leap", f"{row}_{method}", value, _table2_tolerance(row, index, value), "LeapFactual Table 2")
       for row, values in LEAPFACTUAL_TABLE2.items() for index, (method, value) in enumerate(zip(TABLE2_METHODS, values))),
+    *(Claim("galaxy_leap", f"{metric}_{column}", value, 0.015 if metric == "acc" else 0.004, "LeapFactual Table 3")
+      for metric, columns in LEAPFACTUAL_TABLE3.items() for column, value in columns.items()),
+    *(Claim("galaxy_leap", f"{metric}_{prefix}{count}", value, GALAXY_SWEEP_TOLERANCES[metric], where)
+      for prefix, table, where in (("nb", LEAPFACTUAL_TABLE5, "LeapFactual Table 5"),
+                                   ("ni", LEAPFACTUAL_TABLE6, "LeapFactual Table 6"))
+      for count, values in table.items() for metric, value in zip(GALAXY_SWEEP_COLUMNS, values)),
     Claim("mnist_diffeo", "flow_bits_per_dim", 1.21, 0.1, "Dombrowski et al. App. B.3"),
     Claim("mnist_diffeo", "classifier_accuracy", 0.99, 0.005, "Dombrowski et al. Sec. 4.1.3, App. B.4"),
     Claim("mnist_diffeo", "oracle_accuracy", 0.92, 0.02, "Dombrowski et al. Sec. 4.1.3 (10-class SVM)"),
@@ -147,6 +184,16 @@ RELATIONS: tuple[Relation, ...] = (
     Relation("mnist_leap", "LeapFactual explains a k-NN classifier (no gradients): at least 90% of its "
              "counterfactuals are the target class for the k-NN itself", ("acc_leap_blackbox",),
              lambda m: m["acc_leap_blackbox"] >= 0.9, "this book (beyond the paper: LeapFactual Sec. 1, model-agnostic)"),
+    Relation("galaxy_leap", "the strong classifier (all training images) is more accurate than the weak one (the weak set only)",
+             ("acc_strong", "acc_weak"), lambda m: m["acc_strong"] > m["acc_weak"], "LeapFactual Table 3"),
+    Relation("galaxy_leap", "the strong classifier calls reliable CEs (every N_i > 0) the target more often than CEs",
+             tuple(f"acc_r_ni{n}" for n in (0, *GALAXY_INJECT_SWEEP)),
+             lambda m: all(m[f"acc_r_ni{n}"] > m["acc_r_ni0"] for n in GALAXY_INJECT_SWEEP), "LeapFactual Table 6"),
+    Relation("galaxy_leap", "reliable CEs (every N_i > 0) are less similar to the input (SSIM) than CEs",
+             tuple(f"ssim_ni{n}" for n in (0, *GALAXY_INJECT_SWEEP)),
+             lambda m: all(m[f"ssim_ni{n}"] < m["ssim_ni0"] for n in GALAXY_INJECT_SWEEP), "LeapFactual Table 6"),
+    Relation("galaxy_leap", "the weak classifier retrained with 100% reliable CEs beats the one retrained with 100% CEs",
+             ("acc_rce_100", "acc_ce_100"), lambda m: m["acc_rce_100"] > m["acc_ce_100"], "LeapFactual Table 3"),
     Relation("square", "one replacement leap lands at least 95% of the points in the target square",
              ("replace_hit_rate",), lambda m: m["replace_hit_rate"] >= 0.95,
              "LeapFactual Sec. 3.2.2, Fig. 4 (b)"),

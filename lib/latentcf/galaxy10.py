@@ -159,6 +159,21 @@ def preprocess(images: torch.Tensor, crop: int = CROP, size: int = SIZE) -> torc
     return x.clamp(0, 1)
 
 
+def random_rotation(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Rotate each image by its own angle, uniform in (-180, 180) degrees, about the image centre.
+
+    Shapes: ``(B, C, H, W) -> (B, C, H, W)``. Nearest-neighbour sampling and zero fill, as the
+    official augmentation (torchvision ``RandomAffine(degrees=180)``, spec Section 3.2). The angles
+    are drawn on the CPU from ``generator``; the images stay on their device.
+    """
+    angle = (torch.rand(len(x), generator=generator, dtype=torch.float64) * 2 - 1) * math.pi
+    cos, sin = angle.cos().float(), angle.sin().float()
+    zero = torch.zeros_like(cos)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1).to(x.device)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x.float(), grid, mode="nearest", padding_mode="zeros", align_corners=False).to(x.dtype)
+
+
 # The synthetic stand-in ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -171,6 +186,10 @@ class SyntheticGalaxies:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def read_images(self, indices: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """The images at ``indices`` as uint8 ``(B, 3, size, size)``, as :meth:`Galaxy10File.read_images`."""
+        return self.images[torch.as_tensor(indices, dtype=torch.long)]
 
 
 BULGE_COLOUR = (1.3, 1.0, 0.6)

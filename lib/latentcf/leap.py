@@ -15,6 +15,7 @@ from typing import Callable, Literal, Protocol, runtime_checkable
 import numpy as np
 import torch
 from torchdiffeq import odeint
+from tqdm import tqdm
 
 from latentcf.cfm import LabelLike, condition_vector
 
@@ -248,7 +249,8 @@ def leapfactual(velocity: ConditionalVelocity, model: LatentModel, classifier: C
                 z: torch.Tensor, y_target: LabelLike, n_blend: int = 15, gamma_blend: float = 0.1,
                 n_inject: int = 0, gamma_inject_lift: float = 0.0, gamma_inject_land: float = 0.1, *,
                 stop_blending_at_target: bool = False, hard_current_label: bool = False,
-                solver: SolverLike = "dopri5", return_trajectory: bool = False) -> LeapFactualResult:
+                solver: SolverLike = "dopri5", return_trajectory: bool = False,
+                desc: str | None = None) -> LeapFactualResult:
     """LeapFactual (paper Algorithm 2): ``n_blend`` blending leaps, then ``n_inject`` injection leaps.
 
     Shapes: ``z: (B, D)`` latents of the inputs (``model.encode(x)``), ``y_target: (B,) or (B, K)``.
@@ -268,6 +270,7 @@ def leapfactual(velocity: ConditionalVelocity, model: LatentModel, classifier: C
 
     Labels: a probability output is used as a soft condition (Morpho-MNIST, spec Section 2.6);
     ``hard_current_label=True`` turns it into one-hot of its argmax first (Galaxy10, Section 3.6).
+    With ``desc`` a progress bar counts the leaps.
     """
     _check_latents(z)
     _check_leap_count(n_blend, "n_blend")
@@ -280,7 +283,7 @@ def leapfactual(velocity: ConditionalVelocity, model: LatentModel, classifier: C
     x_current = model.decode(z)
     y_current = _current_label(classifier, x_current, velocity.num_classes, z, hard_current_label)
     z_path, label_path = [z], [y_current.argmax(dim=1)]
-    for leap_index in range(n_blend + n_inject):
+    for leap_index in tqdm(range(n_blend + n_inject), desc=desc, disable=desc is None, leave=False):
         blending = leap_index < n_blend
         if blending:
             moving = _not_at_target(y_current, target_class, stop_blending_at_target)

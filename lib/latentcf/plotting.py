@@ -144,14 +144,25 @@ def leap_panel3d(ax: plt.Axes, lift_paths, land_paths, start_colors: Sequence[st
     ax.view_init(elev=18, azim=-65)
 
 
+def _grid_images(images: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``(B, H, W)`` grey or ``(B, H, W, 3)`` colour arrays for ``imshow``; uint8 scaled to [0, 1]."""
+    array = _np(images)
+    if array.dtype == np.uint8:
+        array = array / 255.0
+    if array.ndim == 4 and array.shape[1] == 3:
+        return array.transpose(0, 2, 3, 1).clip(0, 1)
+    return array.reshape(len(array), *array.shape[-2:])
+
+
 def image_grid(rows: dict[str, torch.Tensor | np.ndarray], column_titles: Sequence[str] | None = None,
                cmap: str = "gray", vmin: float = 0.0, vmax: float = 1.0, size: float = 0.9,
                colorbar: bool = False) -> plt.Figure:
-    """Images in a grid, one row per ``{row label: images}`` entry. ``images: (C, H, W)`` or ``(C, 1, H, W)``.
+    """Images in a grid, one row per ``{row label: images}`` entry.
 
-    For a signed difference map pass ``cmap="RdBu_r", vmin=-1, vmax=1, colorbar=True``.
+    ``images``: grey ``(B, H, W)`` or ``(B, 1, H, W)``, or colour ``(B, 3, H, W)``; floats in [0, 1] or
+    uint8. For a signed grey difference map pass ``cmap="RdBu_r", vmin=-1, vmax=1, colorbar=True``.
     """
-    arrays = {label: _np(images).reshape(len(images), *_np(images).shape[-2:]) for label, images in rows.items()}
+    arrays = {label: _grid_images(images) for label, images in rows.items()}
     n_cols = max(len(images) for images in arrays.values())
     figure, axes = plt.subplots(len(arrays), n_cols, figsize=(size * n_cols + 0.9, size * len(arrays) + 0.3),
                                 squeeze=False)

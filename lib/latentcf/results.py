@@ -41,6 +41,7 @@ class Run:
     settings: Any
     generator: torch.Generator
     metrics: dict[str, float] = field(default_factory=dict)
+    facts: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def record(self, **metrics: float) -> None:
@@ -50,6 +51,13 @@ class Run:
             if not math.isfinite(number):
                 raise ValueError(f"metric '{name}' is not a finite number: {value!r}")
             self.metrics[name] = number
+
+    def describe(self, **facts: str) -> None:
+        """Record named text facts of the run (e.g. ``dataset="galaxy10-synthetic"``) as top-level keys."""
+        for name, text in facts.items():
+            if name in REQUIRED_KEYS or name in ("date", "settings") or not isinstance(text, str):
+                raise ValueError(f"fact '{name}' must be a string under a name the results file does not use")
+            self.facts[name] = text
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON document of this run (see :data:`REQUIRED_KEYS`)."""
@@ -64,6 +72,7 @@ class Run:
             "versions": package_versions(),
             "settings": dataclasses.asdict(self.settings),
             "metrics": dict(self.metrics),
+            **self.facts,
         }
 
     def save(self, folder: Path | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""The one training loop of the library: Adam steps on a loss that the caller defines.
+"""The one training loop of the library: Adam(W) steps on a loss that the caller defines.
 
 Introduced in ``notebooks/helix``; every model of the book is trained through :func:`fit`.
 """
@@ -20,24 +20,36 @@ def fit(
     lr: float,
     desc: str,
     parameters: Iterable[nn.Parameter] | None = None,
+    *,
+    weight_decay: float = 0.0,
+    lr_factor: Callable[[int], float] | None = None,
+    clip_norm: float | None = None,
 ) -> dict[str, list[float] | float]:
-    """Minimise ``loss_fn(step)`` with Adam for ``steps`` steps, with a progress bar.
+    """Minimise ``loss_fn(step)`` with AdamW for ``steps`` steps, with a progress bar.
 
     ``loss_fn`` draws or selects its own batch (a fresh sample for the toys, the next
-    mini-batch for image data) and returns a scalar loss.
+    mini-batch for image data) and returns a scalar loss. With the default ``weight_decay = 0``
+    AdamW is Adam. ``lr_factor(step)`` multiplies the learning rate (a schedule, e.g. a decay per
+    epoch); ``clip_norm`` clips the total gradient norm before each step.
 
     Returns:
         ``{"loss": [one value per step], "train_s": seconds}``.
     """
     model.train()
-    optimizer = torch.optim.Adam(model.parameters() if parameters is None else parameters, lr=lr)
+    optimizer = torch.optim.AdamW(model.parameters() if parameters is None else parameters, lr=lr,
+                                  weight_decay=weight_decay)
+    schedule = None if lr_factor is None else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     losses = []
     started = time.perf_counter()
     for step in tqdm(range(steps), desc=desc, mininterval=2.0):
         loss = loss_fn(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if clip_norm is not None:
+            nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], clip_norm)
         optimizer.step()
+        if schedule is not None:
+            schedule.step()
         losses.append(loss.detach())
     model.eval()
     return {"loss": torch.stack(losses).cpu().tolist(), "train_s": time.perf_counter() - started}
