@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from latentcf import galaxy10
+from latentcf import galaxy10, image_metrics
 from latentcf import galaxy_leap as gl
 from latentcf.errors import LatentcfError
 from latentcf.training import fit
@@ -81,7 +81,8 @@ def test_fit_follows_the_learning_rate_factor_and_clips_the_gradient():
     assert gradient_norm <= 1e-3 + 1e-9
 
 
-def test_the_pipeline_runs_end_to_end_on_a_tiny_synthetic_set():
+def test_the_pipeline_runs_end_to_end_on_a_tiny_synthetic_set(monkeypatch):
+    monkeypatch.setattr(gl, "lpips_squeeze", image_metrics.LPIPS)  # random weights: the code path only
     data = gl.load_data(TINY, "smoke")
     assert len(data.weak) == 20 and set(data.weak.tolist()) <= set(data.train.tolist())
     device = torch.device("cpu")
@@ -91,7 +92,7 @@ def test_the_pipeline_runs_end_to_end_on_a_tiny_synthetic_set():
     assert generated["x_ce"].shape == (180, 3, 32, 32) and generated["x_rce"].dtype == torch.uint8
     assert torch.equal(generated["label"][generated["source"]] != generated["target"], torch.ones(180, dtype=torch.bool))
     sweep = gl.sweep_metrics(generated, ["rec", *gl.checkpoint_names(TINY)])
-    assert {"acc_r_ni3", "auc_r_ni0", "ssim_ni1", "psnr_nb3", "ssim_rec"} <= set(sweep)
+    assert {"acc_r_ni3", "auc_r_ni0", "ssim_ni1", "psnr_nb3", "ssim_rec", "lpips_ni3"} <= set(sweep)
     assert all(0 <= sweep[f"acc_{name}"] <= 1 for name in gl.checkpoint_names(TINY))
     again = gl.generate_counterfactuals(models, data, TINY, 0, device)
     assert torch.equal(again["x_rce"], generated["x_rce"])

@@ -106,3 +106,26 @@ def test_ssim_matches_scikit_image_with_gaussian_weights():
                                        sigma=1.5, use_sample_covariance=False) for i in range(2)]
     assert np.allclose(ours.numpy(), reference, atol=1e-5)
     assert torch.allclose(image_metrics.ssim(torch.from_numpy(x), torch.from_numpy(x)), torch.ones(2))
+
+
+def test_squeezenet_features_have_torchvisions_size_and_names_and_lpips_loads_published_weights():
+    features = image_metrics.squeezenet11_features()
+    assert sum(p.numel() for p in features.parameters()) == 722_496
+    assert {"0.weight", "3.squeeze.weight", "12.expand3x3.bias"} <= set(features.state_dict())
+    metric = image_metrics.LPIPS()
+    backbone = {f"features.{key}": torch.randn_like(value) for key, value in features.state_dict().items()}
+    heads = {f"lin{k}.model.1.weight": torch.rand_like(head.weight) for k, head in enumerate(metric.heads)}
+    with torch.no_grad():
+        metric.load_published(backbone, heads)
+    assert torch.equal(metric.features[3].squeeze.weight, backbone["features.3.squeeze.weight"])
+    assert torch.equal(metric.heads[6].weight, heads["lin6.model.1.weight"])
+
+
+def test_lpips_is_zero_for_equal_images_symmetric_and_positive_for_different_ones():
+    torch.manual_seed(0)
+    metric = image_metrics.LPIPS()
+    for head in metric.heads:
+        head.weight.data.uniform_(0, 1)
+    x, y = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    assert torch.allclose(metric(x, x), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(metric(x, y), metric(y, x)) and bool((metric(x, y) > 0).all())

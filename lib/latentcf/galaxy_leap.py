@@ -28,7 +28,7 @@ from latentcf import galaxy10
 from latentcf.cache import cached_model, cached_tensors
 from latentcf.cfm import ConditionalVelocityMLP, cfm_loss, sample_source
 from latentcf.errors import LatentcfError
-from latentcf.image_metrics import psnr, ssim
+from latentcf.image_metrics import LPIPS, lpips_squeeze, psnr, ssim
 from latentcf.leap import Solver, leapfactual
 from latentcf.mnist_leap import in_batches, macro_auroc, mean_and_sem, target_accuracy
 from latentcf.training import epoch_batches, fit, recalibrate_batch_norm
@@ -455,8 +455,8 @@ class GalaxyModels:
     strong: VGG16BN
     velocity: ConditionalVelocityMLP
     info: dict[str, dict]
-
     batch: int = 256
+    lpips: LPIPS | None = None
 
     def weak_label(self, x: torch.Tensor) -> torch.Tensor:
         """The weak classifier's hard label ``argmax f(x)``, the current label of every leap. ``-> (B,)``."""
@@ -472,16 +472,17 @@ class GalaxyModels:
 
 
 def train_models(data: GalaxyData, settings: GalaxyLeapSettings, seed: int, device: torch.device) -> GalaxyModels:
-    """Train (or load) the WAE, the weak (20%) and strong (100%) classifiers and the flow."""
+    """Train (or load) the WAE, the weak (20%) and strong (100%) classifiers and the flow; load LPIPS if it can be had."""
     wae, wae_info = train_wae(data, settings, seed, device)
     weak, weak_info = train_classifier(data, data.weak, settings, seed, device, "weak")
     strong, strong_info = train_classifier(data, data.train, settings, seed, device, "strong")
     trained_on = {"wae": _fields(settings, "wae_"), "weak": _fields(settings, "clf_"),
                   "imagenet": weak_info["imagenet"], "imagenet_perceptual": wae_info["imagenet_perceptual"]}
     velocity, velocity_info = train_velocity(wae, weak, data, settings, seed, device, trained_on)
+    lpips = lpips_squeeze()
     return GalaxyModels(wae, weak, strong, velocity,
                         {"wae": wae_info, "weak": weak_info, "strong": strong_info, "flow": velocity_info},
-                        settings.eval_batch)
+                        settings.eval_batch, None if lpips is None else lpips.to(device))
 
 
 # Counterfactuals ----------------------------------------------------------------------------------
@@ -532,17 +533,23 @@ def leap_checkpoints(models: GalaxyModels, z: torch.Tensor, target: torch.Tensor
 @torch.no_grad()
 def score_images(models: GalaxyModels, x_cf: torch.Tensor, x_input: torch.Tensor,
                  batch: int) -> dict[str, torch.Tensor]:
-    """Per-sample scores of counterfactuals: weak and strong probabilities ``(B, 10)``, SSIM and PSNR ``(B,)`` to the input."""
-    return {"p_weak": probabilities(models.weak, x_cf, batch).cpu(),
-            "p_strong": probabilities(models.strong, x_cf, batch).cpu(),
-            "ssim": in_batches(lambda idx: ssim(x_cf[idx], x_input[idx]), torch.arange(len(x_cf)), batch).cpu(),
-            "psnr": in_batches(lambda idx: psnr(x_cf[idx], x_input[idx]), torch.arange(len(x_cf)), batch).cpu()}
+    """Per-sample scores of counterfactuals: weak and strong probabilities ``(B, 10)``; SSIM, PSNR and
+    (where its weights could be downloaded) LPIPS ``(B,)`` to the input."""
+    pairs = torch.arange(len(x_cf))
+    scores = {"p_weak": probabilities(models.weak, x_cf, batch).cpu(),
+              "p_strong": probabilities(models.strong, x_cf, batch).cpu(),
+              "ssim": in_batches(lambda idx: ssim(x_cf[idx], x_input[idx]), pairs, batch).cpu(),
+              "psnr": in_batches(lambda idx: psnr(x_cf[idx], x_input[idx]), pairs, batch).cpu()}
+    if models.lpips is not None:
+        scores["lpips"] = in_batches(lambda idx: models.lpips(x_cf[idx], x_input[idx]), pairs, batch).cpu()
+    return scores
 
 
 def counterfactual_key(models: GalaxyModels, settings: GalaxyLeapSettings, seed: int) -> dict:
     """What the counterfactual set depends on: every setting of data, models and leaps, the seed, the initialisations."""
     return {"seed": seed, **_fields(settings, "data_", "wae_", "clf_", "flow_", "leap_"),
-            "imagenet": models.info["weak"]["imagenet"], "imagenet_perceptual": models.info["wae"]["imagenet_perceptual"]}
+            "imagenet": models.info["weak"]["imagenet"], "imagenet_perceptual": models.info["wae"]["imagenet_perceptual"],
+            "lpips": models.lpips is not None}
 
 
 def generate_counterfactuals(models: GalaxyModels, data: GalaxyData, settings: GalaxyLeapSettings, seed: int,
@@ -554,7 +561,8 @@ def generate_counterfactuals(models: GalaxyModels, data: GalaxyData, settings: G
     sources; ``source (M,)`` and ``target (M,)`` per pair (``M = 9 n``); ``x_ce`` (``N_b`` blending leaps)
     and ``x_rce`` (then ``N_i`` injection leaps), uint8 ``(M, 3, S, S)``; and for every checkpoint
     ``c`` of :func:`checkpoint_names` the scores ``c/p_weak``, ``c/p_strong``, ``c/ssim``, ``c/psnr``
-    of :func:`score_images` plus ``rec/...`` for the plain reconstruction. Memory-mapped when loaded.
+    (and ``c/lpips``) of :func:`score_images`, plus ``rec/...`` for the plain reconstruction.
+    Memory-mapped when loaded.
     """
     def make() -> dict[str, torch.Tensor]:
         augment = _generator(seed + 6)
@@ -588,7 +596,8 @@ def generate_counterfactuals(models: GalaxyModels, data: GalaxyData, settings: G
 def sweep_metrics(generated: dict[str, torch.Tensor], names: list[str]) -> dict[str, float]:
     """Tables 5 and 6 from stored scores: ``acc/auc`` (weak), ``acc_r/auc_r`` (strong), ``ssim``, ``psnr`` per checkpoint.
 
-    Keys: ``<metric>_<checkpoint>``, e.g. ``acc_r_ni25``, ``ssim_nb250``.
+    Keys: ``<metric>_<checkpoint>``, e.g. ``acc_r_ni25``, ``ssim_nb250``; ``lpips_<checkpoint>`` where
+    LPIPS was computed.
     """
     target = generated["target"]
     metrics = {}
@@ -599,6 +608,8 @@ def sweep_metrics(generated: dict[str, torch.Tensor], names: list[str]) -> dict[
                         f"auc_r_{name}": macro_auroc(generated[f"{name}/p_strong"], target),
                         f"ssim_{name}": float(generated[f"{name}/ssim"].mean()),
                         f"psnr_{name}": float(generated[f"{name}/psnr"].mean())})
+        if f"{name}/lpips" in generated:
+            metrics[f"lpips_{name}"] = float(generated[f"{name}/lpips"].mean())
     return metrics
 
 

@@ -1,15 +1,27 @@
-"""Image similarity between a counterfactual and its input: PSNR and SSIM, in batched torch.
+"""Image similarity between a counterfactual and its input: PSNR, SSIM and LPIPS, in batched torch.
 
-Both follow the torchmetrics defaults that the LeapFactual evaluation uses (spec
+PSNR and SSIM follow the torchmetrics defaults that the LeapFactual evaluation uses (spec
 ``data-and-metrics-offline.md`` Section 3): images in ``[0, data_range]``, SSIM with an 11 x 11
 Gaussian window of sigma 1.5, ``K1 = 0.01``, ``K2 = 0.03``, computed per channel on the valid
-(unpadded) part of the image and averaged. Used in the Galaxy10 chapter.
+(unpadded) part of the image and averaged. LPIPS (Zhang et al. 2018) with the SqueezeNet backbone
+needs two sets of published weights, torchvision's ImageNet SqueezeNet 1.1 and the LPIPS linear
+heads: :func:`lpips_squeeze` downloads both where it can and returns ``None`` where it cannot (no
+torchvision import). Used in the Galaxy10 chapter.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 from torch.nn import functional as F
+
+SQUEEZENET_URL = "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth"
+LPIPS_SQUEEZE_URL = "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/squeeze.pth"
+LPIPS_SHIFT = (-0.030, -0.088, -0.188)
+LPIPS_SCALE = (0.458, 0.448, 0.450)
+"""The per-channel input scaling of LPIPS, applied to images in [-1, 1]."""
+LPIPS_SLICES = ((0, 2), (2, 5), (5, 8), (8, 10), (10, 11), (11, 12), (12, 13))
+"""The seven taps of SqueezeNet 1.1 ``features`` that LPIPS compares (64, 128, 256, 384, 384, 512, 512 channels)."""
 
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
@@ -64,3 +76,83 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int 
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
     return index.flatten(1).mean(dim=1)
+
+
+class Fire(nn.Module):
+    """SqueezeNet's fire module: a 1x1 squeeze, then 1x1 and 3x3 expansions concatenated (ReLU after each)."""
+
+    def __init__(self, c_in: int, squeeze: int, expand: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv2d(c_in, squeeze, 1)
+        self.expand1x1 = nn.Conv2d(squeeze, expand, 1)
+        self.expand3x3 = nn.Conv2d(squeeze, expand, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.squeeze(x))
+        return torch.cat([F.relu(self.expand1x1(x)), F.relu(self.expand3x3(x))], dim=1)
+
+
+def squeezenet11_features() -> nn.Sequential:
+    """SqueezeNet 1.1 ``features`` with torchvision's layer indices (so its ImageNet weights load as they are)."""
+    pool = {"kernel_size": 3, "stride": 2, "ceil_mode": True}
+    return nn.Sequential(nn.Conv2d(3, 64, 3, stride=2), nn.ReLU(), nn.MaxPool2d(**pool),
+                         Fire(64, 16, 64), Fire(128, 16, 64), nn.MaxPool2d(**pool),
+                         Fire(128, 32, 128), Fire(256, 32, 128), nn.MaxPool2d(**pool),
+                         Fire(256, 48, 192), Fire(384, 48, 192), Fire(384, 64, 256), Fire(512, 64, 256))
+
+
+class LPIPS(nn.Module):
+    """Learned perceptual image patch similarity with a SqueezeNet 1.1 backbone. ``(B, 3, H, W) x 2 -> (B,)``.
+
+    Images in [0, 1] are mapped to [-1, 1] and scaled per channel; at each of the seven taps the
+    feature vectors are normalised to unit length over channels, their squared difference is
+    weighted per channel by a linear head (a 1x1 convolution to one channel) and averaged over the
+    image; the seven values are summed. Without both published weights (:func:`lpips_squeeze`) the
+    number means nothing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = squeezenet11_features()
+        widths = (64, 128, 256, 384, 384, 512, 512)
+        self.heads = nn.ModuleList(nn.Conv2d(width, 1, 1, bias=False) for width in widths)
+        self.register_buffer("shift", torch.tensor(LPIPS_SHIFT).view(1, 3, 1, 1))
+        self.register_buffer("scale", torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1))
+        self.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        _check_pair(x, y)
+        a, b = ((2 * image - 1 - self.shift) / self.scale for image in (x, y))
+        distance = torch.zeros(len(x), dtype=x.dtype, device=x.device)
+        for (start, stop), head in zip(LPIPS_SLICES, self.heads):
+            block = self.features[start:stop]
+            a, b = block(a), block(b)
+            difference = (_unit_channels(a) - _unit_channels(b)).pow(2)
+            distance = distance + head(difference).mean(dim=(1, 2, 3))
+        return distance
+
+    def load_published(self, backbone: dict[str, torch.Tensor], heads: dict[str, torch.Tensor]) -> None:
+        """Load torchvision's SqueezeNet 1.1 ``features.*`` weights and the LPIPS heads ``lin<k>.model.1.weight``."""
+        self.features.load_state_dict({key[len("features."):]: value for key, value in backbone.items()
+                                       if key.startswith("features.")})
+        for index, head in enumerate(self.heads):
+            head.weight.copy_(heads[f"lin{index}.model.1.weight"])
+
+
+def _unit_channels(features: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Feature vectors scaled to unit length along the channel axis."""
+    return features / (features.pow(2).sum(dim=1, keepdim=True).sqrt() + eps)
+
+
+def lpips_squeeze() -> LPIPS | None:
+    """LPIPS with its published SqueezeNet and linear-head weights, or ``None`` where they cannot be downloaded."""
+    try:
+        backbone = torch.hub.load_state_dict_from_url(SQUEEZENET_URL, check_hash=True, map_location="cpu")
+        heads = torch.hub.load_state_dict_from_url(LPIPS_SQUEEZE_URL, file_name="lpips_v0.1_squeeze.pth",
+                                                   map_location="cpu")
+    except (OSError, RuntimeError):
+        return None
+    metric = LPIPS()
+    with torch.no_grad():
+        metric.load_published(backbone, heads)
+    return metric.eval()
