@@ -356,8 +356,9 @@ def train_classifier(data: GalaxyData, indices: torch.Tensor, settings: GalaxyLe
 
     Cross-entropy, AdamW (lr ``clf_lr``, weight decay 0.01), x0.875 per epoch, gradient norm clipped
     at 10 (spec 3.4, 3.7), ``clf_epochs`` epochs or as many as make ``clf_min_steps`` steps (smoke
-    scale: a 150-image weak set has 3 batches per epoch). Generated images get the rotation only, as officially. ImageNet weights at
-    width 1 when they can be had. BatchNorm statistics are recalibrated afterwards. Cached.
+    scale: the 300-image weak set has 5 batches per epoch). Generated images get the rotation only, as
+    officially. ImageNet weights at width 1 when they can be had. BatchNorm statistics are recalibrated
+    afterwards. Cached.
     """
     n_original = len(indices)
     n_total = n_original + (0 if extra is None else len(extra.target))
@@ -568,20 +569,22 @@ def generate_counterfactuals(models: GalaxyModels, data: GalaxyData, settings: G
         augment = _generator(seed + 6)
         parts: dict[str, list[torch.Tensor]] = {}
         sources = data.weak.split(settings.leap_sources_per_batch)
+        inject_at = tuple(sorted({0, *settings.leap_inject_sweep, settings.leap_n_inject}))
+        scored, reliable = ("rec", *checkpoint_names(settings)), f"ni{settings.leap_n_inject}"
         offset, started = 0, time.perf_counter()
         for chunk in tqdm(sources, desc="LeapFactual CEs", unit="batch"):
             x = data.images(chunk, device, augment)
             source, target = shifted_targets(data.labels[chunk])
             z, x_pairs = models.encode(x)[source], x[source]
-            inject_at = tuple(sorted({0, *settings.leap_inject_sweep, settings.leap_n_inject}))
             latents = leap_checkpoints(models, z, target.to(device), settings, settings.leap_gamma_inject_lift,
                                        settings.leap_gamma_inject_land, settings.leap_blend_sweep, inject_at)
-            for name in ("rec", *checkpoint_names(settings)):
-                x_point = models.decode(z if name == "rec" else latents[name])
-                for score, values in score_images(models, x_point, x_pairs, settings.eval_batch).items():
+            latents["rec"] = z
+            decoded = {name: models.decode(latents[name]) for name in {*scored, "ni0", reliable}}
+            for name in scored:
+                for score, values in score_images(models, decoded[name], x_pairs, settings.eval_batch).items():
                     parts.setdefault(f"{name}/{score}", []).append(values)
-            parts.setdefault("x_ce", []).append(to_uint8(models.decode(latents["ni0"])))
-            parts.setdefault("x_rce", []).append(to_uint8(models.decode(latents[f"ni{settings.leap_n_inject}"])))
+            parts.setdefault("x_ce", []).append(to_uint8(decoded["ni0"]))
+            parts.setdefault("x_rce", []).append(to_uint8(decoded[reliable]))
             parts.setdefault("x_input", []).append(to_uint8(x))
             parts.setdefault("label", []).append(data.labels[chunk])
             parts.setdefault("source", []).append(source + offset)
