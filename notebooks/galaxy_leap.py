@@ -71,9 +71,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentcf import claims, galaxy10, plotting
-from latentcf import galaxy_leap as gl
-from latentcf.results import start_run
+from latentcf.chapters import galaxy_leap as gl
+from latentcf.core import claims, plotting
+from latentcf.core.results import start_run
+from latentcf.data import galaxy10
 
 run = start_run("galaxy_leap", SCALE, SEED, DEVICE)
 settings, device = run.settings, run.device

@@ -60,9 +60,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentcf import helix, plotting
-from latentcf.claims import published_values
-from latentcf.results import start_run
+from latentcf.chapters import helix
+from latentcf.core import plotting
+from latentcf.core.claims import published_values
+from latentcf.core.results import start_run
 
 run = start_run("helix", SCALE, SEED, DEVICE)
 settings, device = run.settings, run.device

@@ -61,10 +61,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentcf import mnist_diffeo as md
-from latentcf import plotting
-from latentcf.claims import published_values
-from latentcf.results import start_run
+from latentcf.chapters import mnist_diffeo as md
+from latentcf.core import plotting
+from latentcf.core.claims import published_values
+from latentcf.core.results import start_run
 
 run = start_run("mnist_diffeo", SCALE, SEED, DEVICE)
 settings, device = run.settings, run.device
@@ -81,7 +81,7 @@ pd.DataFrame([vars(settings)]).T.rename(columns={0: SCALE})
 # %%
 data = md.load_data(settings, SCALE, device)
 print(data.description)
-plotting.image_grid({f"digit {d}": data.test_images[data.test_labels == d][:8] for d in (4, 9)});
+plotting.image_grid({f"digit {d}": data.test_x[data.test_y == d][:8] for d in (4, 9)});
 
 # %% [markdown]
 # ## An exact diffeomorphism: the multi-scale RealNVP
@@ -100,7 +100,7 @@ plotting.image_grid({f"digit {d}": data.test_images[data.test_labels == d][:8] f
 
 # %%
 flow, flow_info = md.train_flow(settings, data, SEED, device)
-bpd_images = data.test_images[:settings.n_bpd_images]
+bpd_images = data.test_x[:settings.n_bpd_images]
 flow_bpd = md.bits_per_dim(flow, bpd_images)
 run.record(flow_bits_per_dim=flow_bpd, flow_parameters=sum(p.numel() for p in flow.parameters()))
 with torch.no_grad():
@@ -120,12 +120,12 @@ pd.Series({"test bits per dimension": flow_bpd, "paper": published["flow_bits_pe
 
 # %%
 classifier, classifier_info = md.train_classifier(settings, data, SEED, device)
-test_predictions = md.predict_classes(classifier, data.test_images)
-classifier_accuracy = (test_predictions == data.test_labels).float().mean().item()
+test_predictions = md.predict_classes(classifier, data.test_x)
+classifier_accuracy = (test_predictions == data.test_y).float().mean().item()
 started = time.perf_counter()
 oracle = md.train_oracle(settings, data, SEED)
 oracle_train_s = time.perf_counter() - started
-oracle_accuracy = float((oracle.predict(md.flat_numpy(data.test_images)) == data.test_labels.cpu().numpy()).mean())
+oracle_accuracy = float((oracle.predict(md.flat_numpy(data.test_x)) == data.test_y.cpu().numpy()).mean())
 run.record(classifier_accuracy=classifier_accuracy, oracle_accuracy=oracle_accuracy)
 pd.DataFrame({"test accuracy": [classifier_accuracy, oracle_accuracy],
               "paper": [published["classifier_accuracy"], published["oracle_accuracy"]]},
@@ -146,9 +146,9 @@ pd.DataFrame({"test accuracy": [classifier_accuracy, oracle_accuracy],
 # one batch, each stopping on its own (`search.gradient_ascent`).
 
 # %%
-source_index = md.select_sources(classifier, data.test_images, data.test_labels, settings.n_searches,
+source_index = md.select_sources(classifier, data.test_x, data.test_y, settings.n_searches,
                                  run.generator)
-x_source = data.test_images[source_index.to(device)]
+x_source = data.test_x[source_index.to(device)]
 started = time.perf_counter()
 result_x = md.search_in_x(x_source, classifier, md.TARGET_CLASS, settings.search_lr_x,
                           settings.search_max_steps, settings.search_chunk)
@@ -211,8 +211,8 @@ ax.set(ylabel="SVM says 9", ylim=(0, 1), title="Oracle accuracy w.r.t. the targe
 # neighbours whose true label is 9.
 
 # %%
-pool_index = md.balanced_pool(data.test_labels, settings.knn_per_class, run.generator)
-pool, pool_labels = data.test_images[pool_index.to(device)], data.test_labels[pool_index.to(device)]
+pool_index = md.balanced_pool(data.test_y, settings.knn_per_class, run.generator)
+pool, pool_labels = data.test_x[pool_index.to(device)], data.test_y[pool_index.to(device)]
 own = md.pool_positions(pool_index, source_index).to(device)
 knn = {"original": md.knn_target_fraction(x_source, pool, pool_labels, md.TARGET_CLASS, exclude=own),
        "X": md.knn_target_fraction(result_x.x[x_ok], pool, pool_labels, md.TARGET_CLASS, exclude=own[x_ok]),
@@ -254,7 +254,7 @@ pd.DataFrame({"IM1 mean": [v.mean().item() for v in im1.values()], "IM1 std": [v
 # A pixel-space ascent takes the shortest way in X; a latent ascent the shortest way in Z.
 
 # %%
-class_images = data.test_images[data.test_labels == md.SOURCE_CLASS][:settings.n_class_images]
+class_images = data.test_x[data.test_y == md.SOURCE_CLASS][:settings.n_class_images]
 latent = {"source": md.flow_latents(flow, x_source), "class": md.flow_latents(flow, class_images),
           "x": md.flow_latents(flow, result_x.x), "z": md.flow_latents(flow, result_z.x)}
 found = {"x": (result_x.x, x_ok), "z": (result_z.x, z_ok)}
@@ -295,7 +295,7 @@ figure.tight_layout()
 # $\sigma_i^2$ and average them per rank.
 
 # %%
-spectrum_images = data.test_images[torch.randperm(len(data.test_images), generator=run.generator)
+spectrum_images = data.test_x[torch.randperm(len(data.test_x), generator=run.generator)
                                    [:settings.n_spectrum_points].to(device)]
 started = time.perf_counter()
 spectra = md.metric_spectrum(flow.decode, md.flow_latents(flow, spectrum_images))

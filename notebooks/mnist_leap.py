@@ -68,11 +68,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentcf import claims, morpho, plotting
-from latentcf import mnist_leap as ml
-from latentcf.errors import LatentcfError
-from latentcf.leap import leapfactual
-from latentcf.results import start_run
+from latentcf.chapters import mnist_leap as ml
+from latentcf.core import claims, plotting
+from latentcf.core.errors import LatentcfError
+from latentcf.core.results import start_run
+from latentcf.methods.leap import leapfactual
+from latentcf.metrics import morpho
 
 run = start_run("mnist_leap", SCALE, SEED, DEVICE)
 settings, device = run.settings, run.device

@@ -59,10 +59,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentcf import plotting, square
-from latentcf.cfm import sample_source
-from latentcf.leap import land, leap_paths
-from latentcf.results import start_run
+from latentcf.chapters import square
+from latentcf.core import plotting
+from latentcf.core.results import start_run
+from latentcf.methods.cfm import sample_source
+from latentcf.methods.leap import land, leap_paths
 
 run = start_run("square", SCALE, SEED, DEVICE)
 settings, device = run.settings, run.device

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from latentcf.cache import cache_path, cached_model
-from latentcf.errors import LatentcfError
+from latentcf.core.cache import cache_path, cached_model
+from latentcf.core.errors import LatentcfError
 
 
 def _train_counter(calls):

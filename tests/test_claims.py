@@ -1,5 +1,5 @@
-from latentcf.claims import CLAIMS, RELATIONS, check_document, failures, published_values
-from latentcf.reproduce import format_verdicts
+from latentcf.book.reproduce import format_verdicts
+from latentcf.core.claims import CLAIMS, RELATIONS, check_document, failures, published_values
 
 
 def _document(scale, **overrides):

@@ -39,7 +39,7 @@ def _fake_project(tmp_path, monkeypatch, name, cells):
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(notebook, tmp_path / "notebooks" / f"{name}.ipynb")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(chapters.CHAPTERS, name, Chapter(name, name, f"notebooks/{name}.ipynb", "latentcf.helix"))
+    monkeypatch.setitem(chapters.CHAPTERS, name, Chapter(name, name, f"notebooks/{name}.ipynb", "latentcf.chapters.helix"))
 
 
 def test_a_missing_notebook_is_named(tmp_path, monkeypatch, capsys):

@@ -1,6 +1,6 @@
 import torch
 
-from latentcf.flows import HELIX_KEEP_MASKS, coupling_flow, flow_decode, flow_encode
+from latentcf.models.flows import HELIX_KEEP_MASKS, coupling_flow, flow_decode, flow_encode
 
 
 def _flow():

@@ -6,9 +6,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from latentcf import galaxy10
-from latentcf.errors import LatentcfError
-from latentcf.paths import file_digest
+
+from latentcf.core.errors import LatentcfError
+from latentcf.core.paths import file_digest
+from latentcf.data import galaxy10
 
 
 def write_fake_galaxy10(path, counts=(12, 25, 9, 30, 3, 11, 10, 20, 14, 19), size=32, seed=0):

@@ -7,10 +7,12 @@ import math
 
 import pytest
 import torch
-from latentcf import galaxy10, image_metrics
-from latentcf import galaxy_leap as gl
-from latentcf.errors import LatentcfError
-from latentcf.training import fit
+
+from latentcf.chapters import galaxy_leap as gl
+from latentcf.core.errors import LatentcfError
+from latentcf.core.training import fit
+from latentcf.data import galaxy10
+from latentcf.metrics import image_metrics
 
 TINY = dataclasses.replace(
     gl.SETTINGS["smoke"], data_synthetic_n=600, data_synthetic_size=40, data_weak_per_class=2, wae_widths=(4, 8),

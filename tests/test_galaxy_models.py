@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from latentcf import image_metrics, vgg, wae
 from skimage.metrics import structural_similarity
+
+from latentcf.metrics import image_metrics
+from latentcf.models import vgg, wae
 
 
 def count(module: torch.nn.Module) -> int:
@@ -20,7 +22,7 @@ def test_official_wae_maps_128_pixel_images_to_64_dims_and_back():
     with torch.no_grad():
         x_rec, z = model(x)
     assert z.shape == (2, 64) and x_rec.shape == (2, 3, 128, 128)
-    assert 0 <= float(x_rec.min()) and float(x_rec.max()) <= 1
+    assert float(x_rec.min()) >= 0 and float(x_rec.max()) <= 1
     assert model.encoder[-2].in_features == 256 * 4 * 4
 
 

@@ -1,6 +1,6 @@
 import torch
 
-from latentcf.geometry import batched_jacobian, induced_metric_eigen
+from latentcf.methods.geometry import batched_jacobian, induced_metric_eigen
 
 
 def test_jacobian_of_a_linear_map_is_its_matrix():

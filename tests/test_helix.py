@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from latentcf import helix
+from latentcf.chapters import helix
 
 
 def _brute_force_distance(p, half_width=12.0, n=400_001):
@@ -56,7 +56,7 @@ def test_classifier_maps_points_to_probabilities():
 
 def test_tangent_space_of_a_flow_has_descending_eigenvalues():
     torch.manual_seed(0)
-    from latentcf.flows import HELIX_KEEP_MASKS, coupling_flow
+    from latentcf.models.flows import HELIX_KEEP_MASKS, coupling_flow
     space = helix.tangent_space(coupling_flow(HELIX_KEEP_MASKS, hidden=8), torch.linspace(-1, 1, 4))
     assert space.eigenvalues.shape == (4, 3)
     assert (space.eigenvalues[:, :-1] >= space.eigenvalues[:, 1:]).all()

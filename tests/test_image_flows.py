@@ -2,7 +2,8 @@ import math
 
 import pytest
 import torch
-from latentcf.image_flows import (
+
+from latentcf.models.image_flows import (
     BoundedLogScale,
     CheckerboardCoupling,
     OrderedSqueeze,

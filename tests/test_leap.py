@@ -1,4 +1,4 @@
-"""Tests for LEAP (paper Algorithm 1) and LeapFactual (paper Algorithm 2) in ``latentcf.leap``.
+"""Tests for LEAP (paper Algorithm 1) and LeapFactual (paper Algorithm 2) in ``latentcf.methods.leap``.
 
 Most tests use an exactly known CE-CFM field: the 2-D square toy where class ``c`` is the affine
 image ``z1 = SCALE * z0 + CENTRES[c]`` of a source point, transported along straight lines. Its
@@ -8,15 +8,23 @@ so one replacement LEAP maps ``z`` to ``z - b_source + b_target`` in closed form
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from latentcf.cfm import ConditionalVelocityMLP, condition_vector
-from latentcf.leap import (IdentityLatentModel, LatentModel, Solver, integrate, land, leap,
-                           leap_paths, leapfactual, lift)
+from latentcf.methods.cfm import ConditionalVelocityMLP, condition_vector
+from latentcf.methods.leap import (
+    IdentityLatentModel,
+    LatentModel,
+    Solver,
+    integrate,
+    land,
+    leap,
+    leap_paths,
+    leapfactual,
+    lift,
+)
 
 CENTRES = torch.tensor([[-0.25, -0.25], [-0.25, 0.25], [0.25, -0.25], [0.25, 0.25]])
 """Quadrant centres in the label order of the official toy: 0 (-,-), 1 (-,+), 2 (+,-), 3 (+,+)."""

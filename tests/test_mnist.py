@@ -1,4 +1,4 @@
-"""Tests for the MNIST loaders (``latentcf.mnist``), none of which touches the network.
+"""Tests for the MNIST loaders (``latentcf.data.mnist``), none of which touches the network.
 
 The download path is exercised with a fake ``urlopen`` that serves the shipped official test
 files; the "full" source is pointed at a temporary cache (``conftest.py``).
@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from latentcf import mnist, morpho
-from latentcf.errors import LatentcfError
-from latentcf.paths import file_digest
 from skimage import transform
+
+from latentcf.core.errors import LatentcfError
+from latentcf.core.paths import file_digest
+from latentcf.data import mnist
+from latentcf.metrics import morpho
 
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 

@@ -1,4 +1,4 @@
-"""Tests for ``latentcf.mnist_diffeo`` on cases with known answers."""
+"""Tests for ``latentcf.chapters.mnist_diffeo`` on cases with known answers."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from latentcf import mnist_diffeo as md
-from latentcf.errors import LatentcfError
 from torch import nn
+
+from latentcf.chapters import mnist_diffeo as md
+from latentcf.core.errors import LatentcfError
 
 
 class Scaled(nn.Module):

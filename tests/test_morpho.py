@@ -1,4 +1,4 @@
-"""Tests for the Morpho-MNIST morphometrics (``latentcf.morpho``).
+"""Tests for the Morpho-MNIST morphometrics (``latentcf.metrics.morpho``).
 
 Drawn shapes with known geometry check each measurement; scikit-image's own ``pyramid_expand`` and
 ``medial_axis`` are the oracle for the batched re-implementations; MNIST training image 0 (a 5,
@@ -15,9 +15,9 @@ import pytest
 import torch
 from skimage import morphology, transform
 
-from latentcf import morpho
-from latentcf.errors import LatentcfError
-from latentcf.mnist import load_mnist
+from latentcf.core.errors import LatentcfError
+from latentcf.data.mnist import load_mnist
+from latentcf.metrics import morpho
 
 TRAIN_0_CROP = bytes.fromhex(
     "0000000000000000031212127e88af1aa6fff77f000000001e245e9aaafdfdfdfdfde1acfdf2c340"

@@ -5,7 +5,7 @@ import nbformat
 import pytest
 
 from latentcf.chapters import CHAPTERS
-from latentcf.paths import project_root
+from latentcf.core.paths import project_root
 
 ROOT = project_root(__import__("pathlib").Path(__file__).parent)
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -1,6 +1,6 @@
 import json
 
-from latentcf.report import MARKER, fill_report_page, render_report
+from latentcf.book.report import MARKER, fill_report_page, render_report
 
 REQUIRED = {"device": "cpu (2 cores)", "seed": 0, "runtime_s": 1.0, "git_sha": "abc", "versions": {}}
 

@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from latentcf.errors import LatentcfError
-from latentcf.results import REQUIRED_KEYS, load_results, start_run
+from latentcf.core.errors import LatentcfError
+from latentcf.core.results import REQUIRED_KEYS, load_results, start_run
 
 
 def test_start_run_seeds_and_loads_settings():

@@ -1,6 +1,6 @@
 import torch
 
-from latentcf.search import gradient_ascent
+from latentcf.methods.search import gradient_ascent
 
 
 def _distance_score(targets, tolerance=0.05):

@@ -1,4 +1,4 @@
-"""Tests for the square toy of LeapFactual (``latentcf.square``).
+"""Tests for the square toy of LeapFactual (``latentcf.chapters.square``).
 
 The metrics are checked on :class:`square.StraightLineField`, whose leaps are known in closed form
 (replacement keeps the residual exactly, a blending leap has ``alpha = 2^(1 - gamma) - 1``), on a
@@ -13,9 +13,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from latentcf import square
-from latentcf.claims import RELATIONS
-from latentcf.leap import Solver
+from latentcf.chapters import square
+from latentcf.core.claims import RELATIONS
+from latentcf.methods.leap import Solver
 
 TIGHT = Solver("dopri5", n_steps=4, rtol=1e-7, atol=1e-7)
 

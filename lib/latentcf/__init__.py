@@ -1,14 +1,21 @@
 """latentcf: visual counterfactual explanations with generative models, the library of the book.
 
-Modules are introduced chapter by chapter: ``results``, ``runtime``, ``cache``, ``training``,
-``flows``, ``search``, ``geometry``, ``helix`` and ``plotting`` in the helix chapter; ``cfm`` and
-``leap`` and ``square`` in the square chapter; ``mnist`` (MNIST and its Morpho-MNIST "plain" form) and
-``morpho`` (Morpho-MNIST morphometrics) and ``image_flows`` (the multi-scale RealNVP for 1x28x28
-images) for the MNIST chapters.
+Layers, each importing only the ones before it:
+
+- ``core``: runs and results, claims, the model cache, the training loop, settings, device and
+  random streams, paths, errors, the plotting style;
+- ``models`` (flows, the multi-scale RealNVP, the MNIST networks, WAE, VGG), ``methods``
+  (gradient search, CE-CFM, LEAP and LeapFactual, Jacobian geometry) and ``metrics``
+  (morphometrics, image similarity, target accuracy and AUROC);
+- ``data`` (MNIST and its Morpho-MNIST plain form, Galaxy10 and its synthetic stand-in);
+- ``chapters``: one module per chapter and the registry (``latentcf.chapters.registry``);
+- ``book`` and ``cli``: execute the chapters, check the claims, build the book.
+
+Each module is introduced by the chapter that needs it; ``lib/README.md`` shows where a new
+chapter, method or model goes.
 """
 
-from latentcf.errors import LatentcfError
-from latentcf.results import Run, start_run
+from latentcf.core.errors import LatentcfError
 
-__all__ = ["LatentcfError", "Run", "start_run"]
+__all__ = ["LatentcfError"]
 __version__ = "0.1.0"

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from latentcf.chapters import CHAPTERS, SCALES
-from latentcf.errors import LatentcfError
+from latentcf.chapters.registry import CHAPTERS, SCALES
+from latentcf.core.errors import LatentcfError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,8 +28,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from latentcf.claims import failures
-    from latentcf.reproduce import format_verdicts, reproduce
+    from latentcf.book.reproduce import format_verdicts, reproduce
+    from latentcf.core.claims import failures
 
     verdicts = reproduce(args.chapters, args.scale, args.device, args.seed, args.check)
     if args.check:
@@ -39,7 +39,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _book(_: argparse.Namespace) -> int:
-    from latentcf.book import build_book
+    from latentcf.book.build import build_book
 
     print(f"open the book: {build_book()}")
     return 0

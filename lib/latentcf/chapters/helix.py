@@ -1,0 +1,240 @@
+"""The helix toy of Dombrowski et al. (Sec. 4.1.1, App. B.1): data, models, distance, searches.
+
+Data lie on the helix ``h(t) = (sin t, cos t, t)`` with ``t ~ U(-4, 4)``; the class is the upper
+(``x3 > 0``) or lower half. A 12-layer RealNVP flow learns the distribution, a 3-256-1 MLP
+classifies, and gradient ascent in X and in Z is compared by the distance of its results to the
+helix. Used in ``notebooks/helix``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+from nflows.flows.base import Flow
+from torch import nn
+
+from latentcf.core.cache import cached_model
+from latentcf.core.training import fit
+from latentcf.methods.geometry import batched_jacobian, induced_metric_eigen
+from latentcf.methods.search import AscentResult, gradient_ascent
+from latentcf.models.flows import HELIX_KEEP_MASKS, coupling_flow, flow_decode, flow_encode, flow_nll
+
+T_RANGE = 4.0
+"""The helix parameter is drawn from ``U(-T_RANGE, T_RANGE)``."""
+
+
+@dataclass(frozen=True)
+class HelixSettings:
+    """Everything the helix chapter needs to know about its scale."""
+
+    flow_hidden: int
+    flow_steps: int
+    flow_batch: int
+    flow_lr: float
+    classifier_hidden: int
+    classifier_steps: int
+    classifier_batch: int
+    classifier_lr: float
+    n_optimizations: int
+    search_lr: float
+    search_max_steps: int
+    n_eval: int
+    n_tangent_points: int
+
+
+SETTINGS = {
+    "paper": HelixSettings(flow_hidden=256, flow_steps=5000, flow_batch=500, flow_lr=1e-4,
+                           classifier_hidden=256, classifier_steps=3000, classifier_batch=500,
+                           classifier_lr=1e-4, n_optimizations=1000, search_lr=3e-2,
+                           search_max_steps=1000, n_eval=500, n_tangent_points=24),
+    "smoke": HelixSettings(flow_hidden=128, flow_steps=1500, flow_batch=500, flow_lr=5e-4,
+                           classifier_hidden=256, classifier_steps=3000, classifier_batch=500,
+                           classifier_lr=1e-4, n_optimizations=200, search_lr=3e-2,
+                           search_max_steps=1000, n_eval=500, n_tangent_points=12),
+}
+
+
+def helix_point(t: torch.Tensor) -> torch.Tensor:
+    """``h(t) = (sin t, cos t, t)``. Shapes: ``t: (N,) -> (N, 3)``."""
+    return torch.stack([torch.sin(t), torch.cos(t), t], dim=-1)
+
+
+def helix_tangent(t: torch.Tensor) -> torch.Tensor:
+    """Unit tangent ``h'(t) / |h'(t)| = (cos t, -sin t, 1) / sqrt(2)``. ``t: (N,) -> (N, 3)``."""
+    return torch.stack([torch.cos(t), -torch.sin(t), torch.ones_like(t)], dim=-1) / 2**0.5
+
+
+def sample_helix(n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` points on the helix with ``t ~ U(-4, 4)``. Returns ``(n, 3)`` on the CPU."""
+    t = (torch.rand(n, generator=generator) - 0.5) * 2 * T_RANGE
+    return helix_point(t)
+
+
+def helix_labels(x: torch.Tensor) -> torch.Tensor:
+    """Ground truth: 1.0 on the upper half (``x3 > 0``), 0.0 below. ``x: (N, 3) -> (N,)``."""
+    return (x[:, 2] > 0).float()
+
+
+def distance_to_helix(points: torch.Tensor, grid: int = 512, newton_steps: int = 8) -> torch.Tensor:
+    """Euclidean distance from each point to the (infinite) helix, as in the official code.
+
+    ``d(p)^2 = min_t (p1 - sin t)^2 + (p2 - cos t)^2 + (p3 - t)^2``. At a minimiser
+    ``t - p3 = p1 cos t - p2 sin t``, whose right side is bounded by ``rho = |(p1, p2)|``, so the
+    global minimum lies in ``[p3 - rho, p3 + rho]``: a dense grid there, then Newton steps on the
+    stationarity condition, all vectorised over points, in float64.
+    Shapes: ``points: (N, 3) -> (N,)``.
+    """
+    p = points.detach().to(torch.float64).cpu()
+    rho = p[:, :2].norm(dim=1, keepdim=True)
+    t = p[:, 2:3] + rho * torch.linspace(-1.0, 1.0, grid, dtype=torch.float64)
+    t_best = t.gather(1, _squared_distance(p, t).argmin(dim=1, keepdim=True)).squeeze(1)
+    t_newton = t_best.clone()
+    for _ in range(newton_steps):
+        slope = t_newton - p[:, 2] - p[:, 0] * torch.cos(t_newton) + p[:, 1] * torch.sin(t_newton)
+        curvature = 1.0 + p[:, 0] * torch.sin(t_newton) + p[:, 1] * torch.cos(t_newton)
+        step = torch.where(curvature > 0, slope / curvature.clamp_min(1e-12), torch.zeros_like(slope))
+        t_newton = torch.clamp(t_newton - step, p[:, 2] - rho[:, 0], p[:, 2] + rho[:, 0])
+    d2 = torch.minimum(_squared_distance(p, t_best[:, None]), _squared_distance(p, t_newton[:, None]))
+    return d2.squeeze(1).sqrt().to(points.dtype)
+
+
+def _squared_distance(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``|p - h(t)|^2`` for a grid of ``t`` per point. ``p: (N, 3), t: (N, G) -> (N, G)``."""
+    return (p[:, :1] - torch.sin(t)) ** 2 + (p[:, 1:2] - torch.cos(t)) ** 2 + (p[:, 2:3] - t) ** 2
+
+
+class HelixClassifier(nn.Module):
+    """``f(x) = sigmoid(W2 relu(W1 x + b1) + b2)``, the paper's 3-256-1 classifier (App. B.1).
+
+    Shapes: ``x: (B, 3) -> p: (B,)``, the probability of the upper half.
+    """
+
+    def __init__(self, hidden: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, hidden), nn.ReLU(), nn.Linear(hidden, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+def _model_settings(settings: HelixSettings, prefix: str, seed: int) -> dict:
+    fields = {k: v for k, v in dataclasses.asdict(settings).items() if k.startswith(prefix)}
+    return {**fields, "seed": seed}
+
+
+def train_flow(settings: HelixSettings, seed: int, device: torch.device) -> tuple[Flow, dict]:
+    """The 12-coupling RealNVP flow, trained by maximum likelihood on fresh helix batches.
+
+    Each step draws a new batch (as in the official notebook); Adam, ``settings.flow_lr``.
+    Cached by settings and seed.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def train(flow: Flow) -> dict:
+        return fit(flow, lambda _: flow_nll(flow, sample_helix(settings.flow_batch, generator).to(device)),
+                   settings.flow_steps, settings.flow_lr, desc="flow")
+
+    torch.manual_seed(seed)
+    return cached_model("helix_flow", _model_settings(settings, "flow", seed),
+                        lambda: coupling_flow(HELIX_KEEP_MASKS, settings.flow_hidden).to(device), train)
+
+
+def train_classifier(settings: HelixSettings, seed: int, device: torch.device) -> tuple[HelixClassifier, dict]:
+    """The 3-256-1 classifier, trained with binary cross-entropy on fresh helix batches."""
+    generator = torch.Generator().manual_seed(seed + 1)
+
+    def loss(classifier: HelixClassifier) -> torch.Tensor:
+        x = sample_helix(settings.classifier_batch, generator).to(device)
+        return nn.functional.binary_cross_entropy(classifier(x), helix_labels(x))
+
+    torch.manual_seed(seed + 1)
+    return cached_model("helix_classifier", _model_settings(settings, "classifier", seed),
+                        lambda: HelixClassifier(settings.classifier_hidden).to(device),
+                        lambda clf: fit(clf, lambda _: loss(clf), settings.classifier_steps,
+                                        settings.classifier_lr, desc="classifier"))
+
+
+def target_values(p_start: torch.Tensor) -> torch.Tensor:
+    """The official target rule: ``T = 0.9`` if ``f(x) < 0.5`` else ``T = 0.1``. ``(B,) -> (B,)``."""
+    return torch.where(p_start < 0.5, 0.9, 0.1)
+
+
+def target_score(classifier: nn.Module, targets: torch.Tensor):
+    """Squared error ``(f(x) - T)^2`` and the stopping rule (``f >= T`` if ``T >= 0.5`` else ``f <= T``)."""
+
+    def score(x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p, target = classifier(x), targets[idx]
+        reached = torch.where(target >= 0.5, p >= target, p <= target)
+        return (p - target) ** 2, reached
+
+    return score
+
+
+def search_in_x(x_start: torch.Tensor, classifier: nn.Module, settings: HelixSettings,
+                record_trajectory: bool = False) -> AscentResult:
+    """Gradient ascent on the input itself: the adversarial search of Sec. 4.1.1."""
+    with torch.no_grad():
+        targets = target_values(classifier(x_start))
+    return gradient_ascent(x_start, lambda x: x, target_score(classifier, targets), settings.search_lr,
+                           settings.search_max_steps, record_trajectory, desc="ascent in X")
+
+
+def search_in_z(x_start: torch.Tensor, classifier: nn.Module, flow: Flow, settings: HelixSettings,
+                record_trajectory: bool = False) -> AscentResult:
+    """Gradient ascent on ``z = g^{-1}(x)`` with ``x = g(z)``: the diffeomorphic counterfactual."""
+    with torch.no_grad():
+        targets = target_values(classifier(x_start))
+        z_start = flow_encode(flow, x_start)
+    return gradient_ascent(z_start, lambda z: flow_decode(flow, z), target_score(classifier, targets),
+                           settings.search_lr, settings.search_max_steps, record_trajectory,
+                           desc="ascent in Z")
+
+
+def classifier_accuracy(classifier: nn.Module, x: torch.Tensor) -> float:
+    """Accuracy of ``round(f(x))`` against the ``x3 > 0`` rule, evaluated on ``x`` itself."""
+    with torch.no_grad():
+        return ((classifier(x) > 0.5).float() == helix_labels(x)).float().mean().item()
+
+
+def sample_flow(flow: Flow, n: int, device: torch.device) -> torch.Tensor:
+    """``n`` samples ``g(z)``, ``z ~ N(0, I)``. Returns ``(n, 3)``."""
+    with torch.no_grad():
+        return flow.sample(n).to(device)
+
+
+@dataclass
+class TangentSpace:
+    """The inverse induced metric ``J J^T`` at helix points ``h(t)``.
+
+    Shapes: ``t: (P,)``, ``x: (P, 3)``, ``eigenvalues: (P, 3)`` descending, ``eigenvectors: (P, 3, 3)``
+    (column ``i`` belongs to eigenvalue ``i``).
+    """
+
+    t: torch.Tensor
+    x: torch.Tensor
+    eigenvalues: torch.Tensor
+    eigenvectors: torch.Tensor
+
+    @property
+    def singular_ratio(self) -> torch.Tensor:
+        """``sigma_min / sigma_max`` of the flow Jacobian per point, ``(P,)``."""
+        return (self.eigenvalues[:, -1] / self.eigenvalues[:, 0]).sqrt()
+
+    @property
+    def alignment(self) -> torch.Tensor:
+        """``|cos|`` between the dominant eigenvector and the helix tangent per point, ``(P,)``."""
+        return (self.eigenvectors[:, :, 0] * helix_tangent(self.t)).sum(dim=1).abs()
+
+
+def tangent_space(flow: Flow, t: torch.Tensor) -> TangentSpace:
+    """SVD of ``J = dg/dz`` at ``z = g^{-1}(h(t))`` (Sec. 4.1.2): eigenpairs of ``J J^T``."""
+    device = next(flow.parameters()).device
+    x = helix_point(t).to(device)
+    with torch.no_grad():
+        z = flow_encode(flow, x)
+    jac = batched_jacobian(lambda v: flow_decode(flow, v), z)
+    eigenvalues, eigenvectors = induced_metric_eigen(jac)
+    return TangentSpace(t=t.cpu(), x=x.cpu(), eigenvalues=eigenvalues.detach().cpu(),
+                        eigenvectors=eigenvectors.detach().cpu())

@@ -1,0 +1,412 @@
+"""Diffeomorphic counterfactuals on MNIST (Dombrowski et al., Sec. 4.1.2, 4.1.3, 4.2, App. B.2-B.11).
+
+Test images of a '4' are pushed towards '9' by gradient ascent in three coordinate systems: the
+pixels themselves (X, an adversarial search), the latent space of a multi-scale RealNVP (Z, an
+exact diffeomorphic counterfactual) and the latent space of a convolutional VAE (an approximate
+one). The results are judged by an independent linear SVM (the oracle), by the labels of their
+nearest test neighbours, by IM1 with class-specific autoencoders and by Euclidean distances in X
+and in Z; the spectrum of the flow's inverse induced metric ``J J^T`` shows why Z stays on the
+data manifold. Used in ``notebooks/mnist_diffeo``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from latentcf.core.cache import cached_model
+from latentcf.core.errors import LatentcfError, optional_import
+from latentcf.core.training import epoch_batches, fit
+from latentcf.data.mnist import MnistData, check_unit_images, load_mnist, mnist_data, require_full_mnist
+from latentcf.methods.geometry import batched_jacobian, induced_metric_eigen
+from latentcf.methods.search import AscentResult, gradient_ascent
+from latentcf.models.image_flows import MnistRealNVP, mnist_realnvp
+from latentcf.models.mnist_nets import ConvVAE, MnistCNN
+
+SOURCE_CLASS = 4
+"""The paper starts from test images of the digit 4 (Sec. 4.1.3) ..."""
+TARGET_CLASS = 9
+"""... and asks for a 9."""
+THRESHOLD = 0.99
+"""A search stops once ``softmax(f(x))_target > THRESHOLD`` (App. B.6, the official default)."""
+N_CLASSES = 10
+IMAGE_SHAPE = (1, 28, 28)
+FLOW_GAIN_PENALTY = 5e-5
+"""Weight of the official flow regulariser on weight-norm gains and coupling scales."""
+IM1_EPS = 1e-8
+"""The small positive ``epsilon`` of IM1 (Eq. 24; its value is not stated in the paper)."""
+
+
+@dataclass(frozen=True)
+class MnistDiffeoSettings:
+    """Everything the MNIST chapter needs to know about its scale.
+
+    Prefixes group the settings of one model (``flow_``, ``classifier_``, ``vae_``, ``im1_``), which
+    are also its cache key. ``*_weight_decay`` is Adam's coupled L2 penalty, added to the loss.
+    """
+
+    data_source: str
+    flow_width: int
+    flow_res_blocks: int
+    flow_epochs: int
+    flow_batch: int
+    flow_lr: float
+    flow_weight_decay: float
+    classifier_epochs: int
+    classifier_batch: int
+    classifier_lr: float
+    classifier_weight_decay: float
+    vae_epochs: int
+    vae_batch: int
+    vae_lr: float
+    im1_epochs: int
+    im1_batch: int
+    im1_lr: float
+    oracle_train_size: int
+    n_searches: int
+    search_chunk: int
+    search_lr_x: float
+    search_lr_z: float
+    search_max_steps: int
+    search_lr_vae: float
+    search_max_steps_vae: int
+    knn_per_class: int
+    n_class_images: int
+    n_bpd_images: int
+    n_spectrum_points: int
+
+
+SETTINGS = {
+    "paper": MnistDiffeoSettings(
+        data_source="full", flow_width=64, flow_res_blocks=4, flow_epochs=30, flow_batch=64, flow_lr=1e-4,
+        flow_weight_decay=5e-4, classifier_epochs=4, classifier_batch=128, classifier_lr=1e-3,
+        classifier_weight_decay=5e-4, vae_epochs=80, vae_batch=128, vae_lr=5e-3, im1_epochs=100,
+        im1_batch=128, im1_lr=5e-3, oracle_train_size=10_000, n_searches=500, search_chunk=250,
+        search_lr_x=5e-4, search_lr_z=5e-2, search_max_steps=2000, search_lr_vae=5e-3,
+        search_max_steps_vae=1000, knn_per_class=892, n_class_images=2000, n_bpd_images=10_000,
+        n_spectrum_points=100),
+    "smoke": MnistDiffeoSettings(
+        data_source="offline", flow_width=8, flow_res_blocks=1, flow_epochs=3, flow_batch=64, flow_lr=1e-3,
+        flow_weight_decay=0.0, classifier_epochs=3, classifier_batch=64, classifier_lr=1e-3,
+        classifier_weight_decay=5e-4, vae_epochs=10, vae_batch=64, vae_lr=5e-3, im1_epochs=40,
+        im1_batch=64, im1_lr=5e-3, oracle_train_size=5000, n_searches=48, search_chunk=48,
+        search_lr_x=5e-4, search_lr_z=5e-2, search_max_steps=2000, search_lr_vae=5e-2,
+        search_max_steps_vae=300, knn_per_class=300, n_class_images=500, n_bpd_images=1000,
+        n_spectrum_points=4),
+}
+
+
+# ----------------------------------------------------------------------------------------- data
+
+
+def load_data(settings: MnistDiffeoSettings, scale: str, device: torch.device) -> MnistData:
+    """MNIST train and test splits from ``settings.data_source`` ("offline" or "full").
+
+    Paper scale refuses the offline subset (:func:`latentcf.data.mnist.require_full_mnist`).
+    """
+    if scale == "paper":
+        require_full_mnist(settings.data_source, "the paper scale of the MNIST diffeomorphic chapter")
+    train = load_mnist("train", source=settings.data_source)
+    test = load_mnist("test", source=settings.data_source)
+    return mnist_data(train, test, device)
+
+
+def check_target(target: int) -> int:
+    """Return ``target`` if it is a class index ``0..9``, else raise :class:`LatentcfError`."""
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= target < N_CLASSES:
+        raise LatentcfError(f"target class must be an integer in 0..{N_CLASSES - 1}, got {target!r}")
+    return int(target)
+
+
+def l2_penalty(model: nn.Module, weight_decay: float) -> torch.Tensor | float:
+    """``weight_decay / 2 * sum theta^2``: its gradient is Adam's coupled weight decay ``weight_decay * theta``."""
+    if weight_decay == 0:
+        return 0.0
+    return 0.5 * weight_decay * sum((p ** 2).sum() for p in model.parameters())
+
+
+def _model_settings(settings: MnistDiffeoSettings, prefix: str, seed: int, **extra) -> dict:
+    fields = {k: v for k, v in dataclasses.asdict(settings).items() if k.startswith(prefix)}
+    return {**fields, "data_source": settings.data_source, "seed": seed, **extra}
+
+
+# --------------------------------------------------------------------------------------- models
+
+
+def train_flow(settings: MnistDiffeoSettings, data: MnistData, seed: int,
+               device: torch.device) -> tuple[MnistRealNVP, dict]:
+    """The multi-scale RealNVP (App. B.3), trained on dequantised training images.
+
+    Loss per image: ``-log p(x~) + 5e-5 sum g^2`` (official), batch mean, plus the L2 weight decay.
+    Cached by settings and seed.
+    """
+    batches = epoch_batches(len(data.train_x), settings.flow_batch, settings.flow_epochs,
+                            torch.Generator().manual_seed(seed))
+
+    def loss(flow: MnistRealNVP, step: int) -> torch.Tensor:
+        x = data.train_x[batches[step].to(device)]
+        return (-flow.log_prob(x, noise=True).mean() + FLOW_GAIN_PENALTY * flow.gain_penalty()
+                + l2_penalty(flow, settings.flow_weight_decay))
+
+    torch.manual_seed(seed)
+    return cached_model("mnist_flow", _model_settings(settings, "flow", seed),
+                        lambda: mnist_realnvp(settings.flow_width, settings.flow_res_blocks).to(device),
+                        lambda flow: fit(flow, lambda step: loss(flow, step), len(batches),
+                                         settings.flow_lr, desc="flow"))
+
+
+def train_classifier(settings: MnistDiffeoSettings, data: MnistData, seed: int,
+                     device: torch.device) -> tuple[MnistCNN, dict]:
+    """The CNN (App. B.4): cross-entropy with Adam and L2 weight decay, epochs over the training set."""
+    batches = epoch_batches(len(data.train_x), settings.classifier_batch, settings.classifier_epochs,
+                            torch.Generator().manual_seed(seed + 1))
+
+    def loss(cnn: MnistCNN, step: int) -> torch.Tensor:
+        idx = batches[step].to(device)
+        return (F.cross_entropy(cnn(data.train_x[idx]), data.train_y[idx])
+                + l2_penalty(cnn, settings.classifier_weight_decay))
+
+    torch.manual_seed(seed + 1)
+    return cached_model("mnist_cnn", _model_settings(settings, "classifier", seed),
+                        lambda: MnistCNN().to(device),
+                        lambda cnn: fit(cnn, lambda step: loss(cnn, step), len(batches),
+                                        settings.classifier_lr, desc="classifier"))
+
+
+def _train_vae(name: str, images: torch.Tensor, epochs: int, batch: int, lr: float, cache_settings: dict,
+               seed: int, device: torch.device) -> tuple[ConvVAE, dict]:
+    batches = epoch_batches(len(images), batch, epochs, torch.Generator().manual_seed(seed))
+    torch.manual_seed(seed)
+    return cached_model(name, cache_settings, lambda: ConvVAE().to(device),
+                        lambda vae: fit(vae, lambda step: vae.loss(images[batches[step].to(device)]),
+                                        len(batches), lr, desc=name))
+
+
+def train_vae(settings: MnistDiffeoSettings, data: MnistData, seed: int,
+              device: torch.device) -> tuple[ConvVAE, dict]:
+    """The cVAE of the approximate counterfactuals (Sec. 4.2, App. B.10), on all training images."""
+    return _train_vae("mnist_vae", data.train_x, settings.vae_epochs, settings.vae_batch, settings.vae_lr,
+                      _model_settings(settings, "vae", seed), seed + 2, device)
+
+
+def train_class_autoencoder(settings: MnistDiffeoSettings, data: MnistData, digit: int, seed: int,
+                            device: torch.device) -> tuple[ConvVAE, dict]:
+    """An IM1 autoencoder: the cVAE trained only on the training images of ``digit`` (App. B.10)."""
+    images = data.train_x[data.train_y == check_target(digit)]
+    return _train_vae(f"mnist_ae_digit{digit}", images, settings.im1_epochs, settings.im1_batch,
+                      settings.im1_lr, _model_settings(settings, "im1", seed, digit=digit), seed + 3 + digit,
+                      device)
+
+
+class Oracle(Protocol):
+    """Anything with scikit-learn's ``predict: (N, 784) array -> (N,) labels``."""
+
+    def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def train_oracle(settings: MnistDiffeoSettings, data: MnistData, seed: int) -> Oracle:
+    """The 10-class linear SVM oracle (Sec. 4.1.3; the paper's 92% suits a linear kernel).
+
+    Trained on ``settings.oracle_train_size`` training images drawn with ``seed``; not cached
+    (seconds on a CPU).
+    """
+    generator = torch.Generator().manual_seed(seed + 20)
+    idx = torch.randperm(len(data.train_x), generator=generator)[:settings.oracle_train_size]
+    svm_module = optional_import("sklearn.svm", "scikit-learn", "the SVM oracle of the MNIST chapter")
+    svm = svm_module.SVC(kernel="linear", C=1.0)
+    svm.fit(flat_numpy(data.train_x[idx.to(data.train_x.device)]), data.train_y[idx].cpu().numpy())
+    return svm
+
+
+def flat_numpy(images: torch.Tensor) -> np.ndarray:
+    """``(N, 1, 28, 28) -> (N, 784)`` float64 NumPy on the CPU."""
+    return images.detach().flatten(1).cpu().double().numpy()
+
+
+@torch.no_grad()
+@torch.no_grad()
+def predict_classes(classifier: nn.Module, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    """``argmax f(x)`` per image, in batches. ``(N, 1, 28, 28) -> (N,)`` int64."""
+    return torch.cat([classifier(chunk).argmax(1) for chunk in images.split(batch)])
+
+
+def select_sources(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, n: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``n`` random test images of class 4 that the classifier predicts as 4 (Sec. 4.1.3).
+
+    Shapes: ``images: (N, 1, 28, 28)``, ``labels: (N,)`` -> ``(n,)`` int64 on the CPU.
+    """
+    candidates = ((labels == SOURCE_CLASS) & (predict_classes(classifier, images) == SOURCE_CLASS)).nonzero()
+    candidates = candidates.squeeze(1).cpu()
+    if len(candidates) < n:
+        raise LatentcfError(f"only {len(candidates)} test images are 4s predicted as 4, {n} requested")
+    return candidates[torch.randperm(len(candidates), generator=generator)[:n]]
+
+
+# -------------------------------------------------------------------------------------- searches
+
+
+def clip_to_unit(x: torch.Tensor) -> torch.Tensor:
+    """Clip values to ``[0, 1]`` without changing the gradient (the official code clips ``x.data``)."""
+    return x + (x.clamp(0.0, 1.0) - x).detach()
+
+
+def target_score(classifier: nn.Module, target: int, threshold: float = THRESHOLD):
+    """Algorithm 1's loss and stopping rule: cross-entropy to ``target``; stop at ``softmax_t > threshold``."""
+
+    def score(x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = classifier(x)
+        labels = torch.full((len(x),), target, device=x.device)
+        reached = logits.softmax(1)[:, target] > threshold
+        return F.cross_entropy(logits, labels, reduction="none"), reached
+
+    return score
+
+
+def _concat(results: list[AscentResult]) -> AscentResult:
+    return AscentResult(x=torch.cat([r.x for r in results]), v=torch.cat([r.v for r in results]),
+                        steps=torch.cat([r.steps for r in results]),
+                        success=torch.cat([r.success for r in results]), trajectory=None)
+
+
+def search_in_x(x_start: torch.Tensor, classifier: nn.Module, target: int, lr: float, max_steps: int,
+                chunk: int = 500) -> AscentResult:
+    """Adversarial search: Adam on the pixels themselves, clipped to ``[0, 1]`` (Sec. 4.1.3, App. B.6).
+
+    Shapes: ``x_start: (B, 1, 28, 28)`` in ``[0, 1]`` -> ``AscentResult`` with ``x: (B, 1, 28, 28)``.
+    The clip passes the gradient straight through, so a pixel can be pushed past a bound while
+    the classifier sees it at the bound (the official code projects the pixel instead).
+    """
+    check_unit_images(x_start)
+    score = target_score(classifier, check_target(target))
+    return _concat([gradient_ascent(part, clip_to_unit, score, lr, max_steps, desc="ascent in X")
+                    for part in x_start.split(chunk)])
+
+
+def search_in_latent(x_start: torch.Tensor, classifier: nn.Module, encode: Callable, decode: Callable,
+                     target: int, lr: float, max_steps: int, chunk: int = 500,
+                     desc: str = "ascent in Z") -> AscentResult:
+    """Counterfactual search: Adam on ``z``, starting at ``encode(x)``; the classifier sees ``clip(decode(z))``.
+
+    The same code serves the flow (exact, Sec. 4.1.3) and the VAE (approximate, Sec. 4.2).
+    Shapes: ``x_start: (B, 1, 28, 28)`` in ``[0, 1]`` -> ``x: (B, 1, 28, 28)``, ``v``: the latents.
+    """
+    check_unit_images(x_start)
+    score = target_score(classifier, check_target(target))
+    results = []
+    for part in x_start.split(chunk):
+        with torch.no_grad():
+            z_start = encode(part)
+        results.append(gradient_ascent(z_start, lambda z: clip_to_unit(decode(z)), score, lr, max_steps,
+                                       desc=desc))
+    return _concat(results)
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+
+def target_agreement(oracle: Oracle, images: torch.Tensor, target: int) -> float:
+    """Share of images the oracle assigns to ``target``: the oracle's accuracy w.r.t. the target (Fig. 9 left)."""
+    check_target(target)
+    return float((oracle.predict(flat_numpy(images)) == target).mean())
+
+
+def balanced_pool(labels: torch.Tensor, per_class: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``per_class`` random images of every class, so neighbours see an even class mix (App. B.11).
+
+    ``labels: (N,) -> (10 * per_class,)`` int64 on the CPU, sorted.
+    """
+    labels = labels.cpu()
+    picks = []
+    for digit in range(N_CLASSES):
+        members = (labels == digit).nonzero().squeeze(1)
+        if len(members) < per_class:
+            raise LatentcfError(f"class {digit} has {len(members)} images, fewer than {per_class}")
+        picks.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    return torch.cat(picks).sort().values
+
+
+def knn_target_fraction(queries: torch.Tensor, pool: torch.Tensor, pool_labels: torch.Tensor, target: int,
+                        k: int = 10, exclude: torch.Tensor | None = None) -> torch.Tensor:
+    """Share of each query's ``k`` nearest pool images (Euclidean) labelled ``target`` (Fig. 11 left).
+
+    Shapes: ``queries: (Q, ...)``, ``pool: (N, ...)``, ``pool_labels: (N,)``, ``exclude: (Q,)`` the
+    pool position of each query's own source image or ``-1`` (that image is not a neighbour) -> ``(Q,)``.
+    """
+    check_target(target)
+    distances = torch.cdist(queries.flatten(1).double(), pool.flatten(1).double())
+    if exclude is not None:
+        rows = (exclude >= 0).nonzero().squeeze(1)
+        distances[rows, exclude[rows]] = float("inf")
+    nearest = distances.topk(k, dim=1, largest=False).indices
+    return (pool_labels[nearest] == target).double().mean(1).float()
+
+
+def pool_positions(pool_index: torch.Tensor, source_index: torch.Tensor) -> torch.Tensor:
+    """Position of each source image in the pool, ``-1`` where it is not in it. ``(N,), (Q,) -> (Q,)``."""
+    match = pool_index[None, :] == source_index[:, None]
+    return torch.where(match.any(1), match.long().argmax(1), torch.full_like(source_index, -1))
+
+
+@torch.no_grad()
+def im1(images: torch.Tensor, autoencoder_target: nn.Module, autoencoder_source: nn.Module,
+        eps: float = IM1_EPS) -> torch.Tensor:
+    """IM1 (Eq. 24): ``|x - AE_t(x)| / (|x - AE_c0(x)| + eps)`` per image, plain L2 norms.
+
+    ``AE_t`` is trained on the target class only, ``AE_c0`` on the source class only; low means
+    that the image looks more like the target class. ``images: (B, 1, 28, 28) -> (B,)``.
+    """
+    error_target = (images - autoencoder_target(images)).flatten(1).norm(dim=1)
+    error_source = (images - autoencoder_source(images)).flatten(1).norm(dim=1)
+    return error_target / (error_source + eps)
+
+
+def l2_to_source(results: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
+    """``|x'_b - x_b|`` per pair (Tables 2 and 3, "source image"). ``(B, ...), (B, ...) -> (B,)``."""
+    return (results - sources).flatten(1).norm(dim=1)
+
+
+def l2_to_class(results: torch.Tensor, class_members: torch.Tensor) -> torch.Tensor:
+    """Mean distance of each result to all images of the source class (Tables 2 and 3, "source class").
+
+    ``results: (B, ...)``, ``class_members: (M, ...) -> (B,)``.
+    """
+    return torch.cdist(results.flatten(1).double(), class_members.flatten(1).double()).mean(1).float()
+
+
+@torch.no_grad()
+@torch.no_grad()
+def flow_latents(flow: MnistRealNVP, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
+    """``z = g^{-1}(x)`` in batches, eval mode, no dequantisation. ``(N, 1, 28, 28) -> (N, 1, 28, 28)``."""
+    return torch.cat([flow.encode(chunk) for chunk in images.split(batch)])
+
+
+@torch.no_grad()
+def bits_per_dim(flow: MnistRealNVP, images: torch.Tensor, batch: int = 500) -> float:
+    """Mean bits per dimension of dequantised images (App. B.3; paper 1.21 on the test set)."""
+    return torch.cat([flow.bits_per_dim(chunk, noise=True) for chunk in images.split(batch)]).mean().item()
+
+
+def metric_spectrum(decode: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of the inverse induced metric ``J J^T``, ``J = d decode / dz`` (Eq. 23, Fig. 7 right).
+
+    One Jacobian per latent, via :func:`latentcf.methods.geometry.batched_jacobian` on flattened latents.
+    Shapes: ``z: (P, *Z)`` with ``D = prod(Z)`` -> ``(P, min(D_out, D))``, descending per row.
+    """
+    shape = z.shape[1:]
+    jacobian = batched_jacobian(lambda flat: decode(flat.view(-1, *shape)), z.flatten(1))
+    eigenvalues, _ = induced_metric_eigen(jacobian)
+    return eigenvalues.detach()
+
+
+def effective_dimension(spectrum: torch.Tensor, share: float = 0.9) -> int:
+    """How many of the largest eigenvalues of a mean spectrum ``(D,)`` hold ``share`` of its sum."""
+    cumulative = spectrum.sort(descending=True).values.cumsum(0) / spectrum.sum()
+    return int((cumulative < share).sum().item()) + 1
