@@ -1,6 +1,6 @@
 # Two entry points on a fresh machine:
 #   make book   set up, execute every chapter at smoke scale, check the claims, build the HTML book
-#   make test   set up and run the tests
+#   make test   set up, lint (ruff) and run the tests
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
@@ -18,6 +18,7 @@ $(VENV)/.installed: requirements.txt lib/pyproject.toml
 	touch $@
 
 test: setup
+	$(VENV)/bin/ruff check lib tests notebooks
 	$(PY) -m pytest -q tests
 
 book: setup

@@ -40,14 +40,14 @@
 # torchvision), `image_metrics` (SSIM, PSNR), learning-rate schedules and gradient clipping in
 # `training.fit`, and `galaxy_leap` (the pipeline).
 
-# %%
+# %% tags=["remove-cell"]
 import importlib.util
 import subprocess
 import sys
 
 if importlib.util.find_spec("latentcf") is None:  # on Colab: install the book's library
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "latentcf[galaxy10] @ git+https://github.com/latentcf/latentcf-book#subdirectory=lib"],
+                    "latentcf[notebook,galaxy10] @ git+https://github.com/latentcf/latentcf-book#subdirectory=lib"],
                    check=True)
 
 # %% tags=["parameters"]
@@ -56,30 +56,32 @@ SEED = 0
 DEVICE = "auto"
 
 # %% [markdown]
-# At `"paper"` scale every setting is the official one (spec: `leapfactual-official-code.md`,
-# Section 3) on the real Galaxy10 DECaLS, which is downloaded once (2.54 GB, SHA256-checked); the paper
-# scale refuses to run on anything else. The `"smoke"` scale runs the same pipeline on a 2-core CPU:
-# 3,000 images of the offline stand-in `galaxy10-synthetic` rendered at 64x64 and, like the official
-# crop of 150 of 256 pixels, centre-cropped and resized to 32x32; a weak set of 30 images per class;
-# narrow networks; fewer epochs and leaps (see `gl.GalaxyLeapSettings` for every choice and why).
+# At `"paper"` scale every setting is the official one (the configs and scripts of the
+# [official code](https://github.com/caicairay/LeapFactual): `training_scripts/configs/galaxy10_*.yaml`,
+# `Galaxy10/Galaxy10_train_flow_mlp.py`, `Galaxy10/Galaxy10_generate_data.py`; LeapFactual App. B.1.3)
+# on the real Galaxy10 DECaLS, which is downloaded once (2.54 GB, SHA256-checked); the paper scale
+# refuses to run on anything else. The `"smoke"` scale runs the same pipeline on a 2-core CPU: 3,000
+# images of the offline stand-in `galaxy10-synthetic` rendered at 64x64 and, like the official crop of
+# 150 of 256 pixels, centre-cropped and resized to 32x32; a weak set of 30 images per class; narrow
+# networks; fewer epochs and leaps (`galaxy_leap.SMOKE` lists every change from `galaxy_leap.PAPER`
+# with its reason).
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-from latentcf.chapters import galaxy_leap as gl
+from latentcf.chapters import galaxy_leap
+from latentcf.chapters.registry import start_run
 from latentcf.core import claims, plotting
-from latentcf.core.results import start_run
+from latentcf.core.settings import settings_table
 from latentcf.data import galaxy10
 
 run = start_run("galaxy_leap", SCALE, SEED, DEVICE)
 settings, device = run.settings, run.device
 plotting.use_style()
-pd.DataFrame([vars(settings)]).T.rename(columns={0: SCALE})
+settings_table(galaxy_leap.SMOKE, galaxy_leap.PAPER)
 
 # %% [markdown]
 # ## The data
@@ -99,9 +101,8 @@ pd.DataFrame([vars(settings)]).T.rename(columns={0: SCALE})
 # of astronomy: its numbers are not the paper's.
 
 # %%
-started = time.perf_counter()
-data = gl.load_data(settings, SCALE)
-data_s = time.perf_counter() - started
+with run.stage("data"):
+    data = galaxy_leap.load_data(settings, device)
 run.describe(dataset=settings.data_dataset)
 print(data.description)
 counts = pd.DataFrame({split: np.bincount(data.labels[indices].numpy(), minlength=10)
@@ -117,7 +118,8 @@ counts
 # **The generative model** is a Wasserstein autoencoder (WAE-MMD) with a deterministic residual
 # encoder $E$ to a 64-dim latent and a residual decoder $D$ with a sigmoid output. Its loss per batch is
 #
-# $$ \mathcal{L} = \lVert D(E(x)) - x \rVert^2 + 10\, \mathcal{L}_{\text{VGG}} + \text{MMD}_{k}\big(E(x), z_{\text{prior}}\big)
+# $$ \mathcal{L} = \lVert D(E(x)) - x \rVert^2 + 10\, \mathcal{L}_{\text{VGG}}
+#    + \text{MMD}_{k}\big(E(x), z_{\text{prior}}\big)
 #    + w_G(\text{epoch})\, \big\lVert \text{PatchGAN}(D(E(x))) - 1 \big\rVert^2 , $$
 #
 # pixel MSE, the MSE between VGG16 feature maps (up to relu4_3), the maximum mean discrepancy between
@@ -136,7 +138,7 @@ counts
 # class.
 
 # %%
-models = gl.train_models(data, settings, SEED, device)
+models = galaxy_leap.train_models(data, settings, SEED, device, stage=run.stage)
 pretrained = {"imagenet_classifier": float(models.info["weak"]["imagenet"]),
               "imagenet_perceptual": float(models.info["wae"]["imagenet_perceptual"])}
 run.record(**pretrained)
@@ -151,7 +153,8 @@ plotting.loss_curves({"WAE generator": models.info["wae"]["loss"],
 
 # %%
 baseline = {f"{score}_{name}_seed{SEED}": value for name in ("weak", "strong")
-            for score, value in gl.test_scores(getattr(models, name), data, device, settings.eval_batch).items()}
+            for score, value in galaxy_leap.test_scores(getattr(models, name), data, device,
+                                                        settings.eval_batch).items()}
 pd.Series(baseline).round(4)
 
 # %% [markdown]
@@ -172,9 +175,8 @@ pd.Series(baseline).round(4)
 # result of a run with $N$ leaps.
 
 # %%
-started = time.perf_counter()
-generated = gl.generate_counterfactuals(models, data, settings, SEED, device)
-generation_s = float(generated["seconds"])
+with run.stage("leap"):
+    generated = galaxy_leap.generate_counterfactuals(models, data, settings, SEED, device)
 print(f"{len(generated['target']):,} CEs and as many reliable CEs from {len(generated['label'])} weak-set images")
 
 # %% [markdown]
@@ -211,7 +213,7 @@ print("input:", galaxy10.CLASS_NAMES[int(generated["label"][0])])
 # similarity ceiling of anything decoded.
 
 # %%
-sweep = gl.sweep_metrics(generated, ["rec", *gl.checkpoint_names(settings)])
+sweep = galaxy_leap.sweep_metrics(generated, ["rec", *galaxy_leap.checkpoint_names(settings)])
 run.record(**sweep, lpips_available=float(models.lpips is not None))
 print("LPIPS:", "computed with the published SqueezeNet and linear-head weights" if models.lpips is not None
       else "unavailable (its published weights cannot be downloaded here)")
@@ -268,14 +270,15 @@ figure.tight_layout()
 # $\gamma_{i,\text{lift}} = 1$, on the same CEs, and keeps $1 / 1.025$.
 
 # %%
-gamma_metrics = gl.gamma_sweep(models, data, settings, SEED, device)
+with run.stage("leap_gamma"):
+    gamma_metrics = galaxy_leap.gamma_sweep(models, data, settings, SEED, device)
 run.record(**gamma_metrics)
 figure, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
 panels = (("lift", settings.leap_gamma_lift_sweep, r"$\gamma_{i,lift}$ ($\gamma_{i,land} = \gamma_{i,lift} + 0.025$)"),
           ("land", settings.leap_gamma_land_sweep, r"$\gamma_{i,land}$ ($\gamma_{i,lift} = 1$)"))
 for axis, (panel, gammas, title) in zip(axes, panels):
     for shade, n in enumerate(settings.leap_gamma_sweep_inject, start=1):
-        axis.plot(gammas, [gamma_metrics[f"acc_r_{panel}{gl.gamma_key(g)}_ni{n}"] for g in gammas], marker="o",
+        axis.plot(gammas, [gamma_metrics[f"acc_r_{panel}{galaxy_leap.gamma_key(g)}_ni{n}"] for g in gammas], marker="o",
                   color=plt.cm.Blues(0.3 + 0.7 * shade / len(settings.leap_gamma_sweep_inject)), label=f"$N_i$ = {n}")
     axis.set(xlabel=title)
 axes[0].set_ylabel("ACC$_r$ (strong classifier)")
@@ -289,14 +292,15 @@ figure.tight_layout()
 # or of the reliable CEs, each labelled with its *target* class. The subsets are the first 10/50/100%
 # of one fixed permutation, so CEs and reliable CEs of the same (source, target) pairs enter. The
 # counterfactual images get the random rotation, as officially. Every configuration is trained
-# `settings.table3_runs` times under different seeds (the paper: 5 runs) and scored on the test set.
+# `settings.table3_runs` times, each run under its own random streams (the paper: 5 runs), and scored on
+# the test set; the first run's baselines are the weak and strong classifiers above.
 
 # %%
-started = time.perf_counter()
-mean, sem = gl.table3(data, generated, settings, SEED, device, gl.counterfactual_key(models, settings, SEED))
-table3_s = time.perf_counter() - started
+with run.stage("table3"):
+    mean, sem = galaxy_leap.table3(data, generated, settings, SEED, device,
+                                   provenance=galaxy_leap.counterfactual_key(models, settings, SEED))
 run.record(**mean, **{f"sem_{name}": value for name, value in sem.items()}, table3_runs=settings.table3_runs)
-table3_columns = ["weak", "strong", *(f"{kind}_{p}" for kind in gl.CE_KINDS for p in gl.CE_FRACTIONS)]
+table3_columns = ["weak", "strong", *(f"{kind}_{p}" for kind in galaxy_leap.CE_KINDS for p in galaxy_leap.CE_FRACTIONS)]
 pd.DataFrame({column: {score: f"{mean[f'{score}_{column}']:.4f} ± {sem[f'{score}_{column}']:.4f}"
                        for score in ("acc", "auc")} for column in table3_columns})
 
@@ -308,12 +312,12 @@ pd.DataFrame(claims.LEAPFACTUAL_TABLE3)[["acc", "auc"]].T[table3_columns]
 
 # %%
 figure, axis = plt.subplots(figsize=(6, 3.2))
-for kind, label in gl.CE_KINDS.items():
-    axis.errorbar(gl.CE_FRACTIONS, [mean[f"acc_{kind}_{p}"] for p in gl.CE_FRACTIONS],
-                  yerr=[sem[f"acc_{kind}_{p}"] for p in gl.CE_FRACTIONS], marker="o", capsize=3, label=label)
+for kind, label in galaxy_leap.CE_KINDS.items():
+    axis.errorbar(galaxy_leap.CE_FRACTIONS, [mean[f"acc_{kind}_{p}"] for p in galaxy_leap.CE_FRACTIONS],
+                  yerr=[sem[f"acc_{kind}_{p}"] for p in galaxy_leap.CE_FRACTIONS], marker="o", capsize=3, label=label)
 for name, style in (("weak", ":"), ("strong", "--")):
     axis.axhline(mean[f"acc_{name}"], color="grey", linestyle=style, label=f"{name} classifier")
-axis.set(xlabel="counterfactuals added (% of the set)", ylabel="test accuracy", xticks=gl.CE_FRACTIONS)
+axis.set(xlabel="counterfactuals added (% of the set)", ylabel="test accuracy", xticks=galaxy_leap.CE_FRACTIONS)
 axis.legend(fontsize=8);
 
 # %% [markdown]
@@ -329,14 +333,16 @@ axis.legend(fontsize=8);
 #
 # ## Time
 #
-# Measured on this run's device (training times come from the cache when a model was trained before).
+# Measured on this run's device, stage by stage (a model or counterfactual set that was made before is
+# loaded from the cache, and then the stage records the time it took to load it).
 
 # %%
-timings = {"data": data_s, **{f"train {name}": info["train_s"] for name, info in models.info.items()},
-           "CEs and reliable CEs (with sweep scores)": generation_s, "Table 3 (all runs)": table3_s}
-run.record(seconds_generation=generation_s, seconds_table3=table3_s)
+stages = {"seconds_data": "data", "seconds_wae": "train the WAE", "seconds_classifier_weak": "train the weak VGG",
+          "seconds_classifier_strong": "train the strong VGG", "seconds_flow": "train the CE-CFM flow",
+          "seconds_leap": "CEs and reliable CEs (with sweep scores)", "seconds_leap_gamma": "Figure 9 gamma sweep",
+          "seconds_table3": "Table 3 (all runs)"}
 print(run.as_dict()["device"])
-pd.Series(timings, name="seconds").round(1).to_frame()
+pd.Series({label: run.metrics[name] for name, label in stages.items()}, name="seconds").round(1).to_frame()
 
 # %% [markdown]
 # ## The recorded results

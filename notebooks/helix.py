@@ -28,19 +28,20 @@
 # and looks at the flow's Jacobian to see *why* the latent search stays on the manifold.
 #
 # What the chapter introduces into `latentcf`:
-# `results.start_run` (seeded, recorded runs), `flows.coupling_flow` (a RealNVP built from `nflows`
-# transforms), `training.fit` (the one training loop), `cache.cached_model`,
-# `search.gradient_ascent` (batched ascent with per-sample stopping),
+# `registry.start_run` and `results.Run` (seeded, recorded, timed runs), `settings` (a chapter's settings
+# as stage-prefixed fields and the cache keys made from them), `runtime.generator` (named random streams),
+# `flows.coupling_flow` (a RealNVP built from `nflows` transforms), `training.fit` (the one training loop),
+# `cache.cached_model`, `search.gradient_ascent` (batched ascent with per-sample stopping),
 # `geometry.batched_jacobian` and `helix.distance_to_helix`.
 
-# %%
+# %% tags=["remove-cell"]
 import importlib.util
 import subprocess
 import sys
 
 if importlib.util.find_spec("latentcf") is None:  # on Colab: install the book's library
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "latentcf @ git+https://github.com/latentcf/latentcf-book#subdirectory=lib"],
+                    "latentcf[notebook] @ git+https://github.com/latentcf/latentcf-book#subdirectory=lib"],
                    check=True)
 
 # %% tags=["parameters"]
@@ -51,25 +52,32 @@ DEVICE = "auto"
 # %% [markdown]
 # `start_run` checks the parameters, seeds Python, NumPy and torch, picks the device
 # (an unavailable one is an error, never a silent fallback) and loads the settings of the scale:
-# the paper's sizes and step counts at `"paper"`, a small flow trained briefly at `"smoke"`.
+# `helix.PAPER`, the paper's sizes and step counts, at `"paper"`, and `helix.SMOKE`, a small flow
+# trained briefly, at `"smoke"` (the module says why each smoke value differs).
+# Every settings field starts with the *stage* it belongs to (`flow_`, `classifier_`, `search_`, `eval_`):
+# a trained model is cached under the fields of the stages it depends on
+# (`core.settings.stage_settings(settings, "data", "flow", seed=...)` for the flow), and
+# `run.stage("flow")` records the stage's wall time as `seconds_flow`.
+# Each use of randomness in training draws from its own named stream
+# (`core.runtime.generator(seed, "flow/batches")`), so adding a stream never shifts another.
 
 # %%
-import time
-
 import numpy as np
 import pandas as pd
 import torch
 
 from latentcf.chapters import helix
+from latentcf.chapters.registry import start_run
 from latentcf.core import plotting
 from latentcf.core.claims import published_values
-from latentcf.core.results import start_run
+from latentcf.core.settings import settings_table
 
 run = start_run("helix", SCALE, SEED, DEVICE)
 settings, device = run.settings, run.device
+data = helix.load_data(settings, device)
 published = published_values("helix")
 plotting.use_style()
-pd.DataFrame([vars(settings)]).T.rename(columns={0: SCALE})
+settings_table(helix.SMOKE, helix.PAPER)
 
 # %% [markdown]
 # ## The data: a helix cut in two
@@ -79,10 +87,12 @@ pd.DataFrame([vars(settings)]).T.rename(columns={0: SCALE})
 # $$ x = h(t) = (\sin t,\ \cos t,\ t), \qquad t \sim \mathcal{U}(-4, 4), $$
 #
 # and the label says whether a point lies on the upper half ($x_3 > 0$) or the lower one.
-# Every training step draws a fresh batch from this distribution, as the official notebook does.
+# Every training step draws a fresh batch from this distribution, as the official notebook
+# (`toy_example.ipynb` in [annahdo/counterfactuals](https://github.com/annahdo/counterfactuals)) does:
+# `helix.load_data` returns the distribution itself, and the training functions sample from it.
 
 # %%
-x_data = helix.sample_helix(1500, run.generator)
+x_data = data.sample(1500, run.generator)
 plotting.figure3d([plotting.scatter3d(x_data[helix.helix_labels(x_data) == c], f"class {c}",
                                       plotting.CLASS_COLORS[c]) for c in (0, 1)],
                   "Training distribution: the two halves of the helix")
@@ -93,7 +103,8 @@ plotting.figure3d([plotting.scatter3d(x_data[helix.helix_labels(x_data) == c], f
 # A flow is an invertible map $g: \mathcal{Z} \to \mathcal{X}$ pushing a standard normal forward.
 # Its likelihood follows from the change of variables,
 #
-# $$ \log p(x) = \log \mathcal{N}\big(g^{-1}(x); 0, I\big) + \log \left| \det \frac{\partial g^{-1}(x)}{\partial x} \right|. $$
+# $$ \log p(x) = \log \mathcal{N}\big(g^{-1}(x); 0, I\big)
+#    + \log \left| \det \frac{\partial g^{-1}(x)}{\partial x} \right|. $$
 #
 # A RealNVP affine coupling keeps a subset $h_k$ of coordinates and moves the others by
 # $h_m \mapsto h_m \odot e^{s(h_k)} + t(h_k)$; its Jacobian is triangular, so the log-determinant is
@@ -104,9 +115,11 @@ plotting.figure3d([plotting.scatter3d(x_data[helix.helix_labels(x_data) == c], f
 # We build it from `nflows` transforms and train it by maximum likelihood with Adam.
 
 # %%
-flow, flow_info = helix.train_flow(settings, SEED, device)
-classifier, classifier_info = helix.train_classifier(settings, SEED, device)
-x_eval = helix.sample_helix(settings.n_eval, run.generator).to(device)
+with run.stage("flow"):
+    flow, flow_info = helix.train_flow(data, settings, SEED, device)
+with run.stage("classifier"):
+    classifier, classifier_info = helix.train_classifier(data, settings, SEED, device)
+x_eval = data.sample(settings.eval_n, run.generator).to(device)
 with torch.no_grad():
     flow_nll = -flow.log_prob(x_eval).mean().item()
 run.record(flow_test_nll=flow_nll, flow_parameters=sum(p.numel() for p in flow.parameters()))
@@ -134,7 +147,7 @@ plotting.panels3d({"latent z ~ N(0, I)": [plotting.scatter3d(z_base, "z", plotti
 
 # %%
 accuracy_data = helix.classifier_accuracy(classifier, x_eval)
-accuracy_flow = helix.classifier_accuracy(classifier, x_flow[: settings.n_eval])
+accuracy_flow = helix.classifier_accuracy(classifier, x_flow[: settings.eval_n])
 run.record(classifier_accuracy=accuracy_data, classifier_accuracy_generated=accuracy_flow)
 with torch.no_grad():
     predicted_flow = (classifier(x_flow) > 0.5).long().cpu()
@@ -157,12 +170,23 @@ plotting.panels3d({
 # `search.gradient_ascent` optimises *all* starts at once.
 # Each sample stops on its own: a stopped sample is masked out of the loss, and its Adam update is
 # undone, so every sample follows exactly the path it would follow alone.
+
+# %% [markdown]
+# This is the library's own code that ran both searches of this chapter, `gradient_ascent` from
+# `latentcf/methods/search.py`:
+#
+# ```{literalinclude} ../lib/latentcf/methods/search.py
+# :language: python
+# :pyobject: gradient_ascent
+# ```
+
+# %% [markdown]
 # First the paper's illustrative start, the helix point at $t = 2$ (Fig. 6), together with a few
 # random ones, with their trajectories recorded.
 
 # %%
 x_show = torch.cat([helix.helix_point(torch.tensor([2.0])),
-                    helix.sample_helix(5, run.generator)]).to(device)
+                    data.sample(5, run.generator)]).to(device)
 show_x = helix.search_in_x(x_show, classifier, settings, record_trajectory=True)
 show_z = helix.search_in_z(x_show, classifier, flow, settings, record_trajectory=True)
 traces = [plotting.scatter3d(x_flow[predicted_flow == c][:300], f"g(z), f = class {c}",
@@ -206,21 +230,19 @@ pd.DataFrame({"R": radius, "|1 - R|": (1 - radius).abs(), "distance_to_helix": h
 # %% [markdown]
 # ## Many optimisations
 #
-# Now the statistics: `settings.n_optimizations` starts drawn from the helix, each searched in X and in Z
+# Now the statistics: `settings.search_n` starts drawn from the helix, each searched in X and in Z
 # (learning rate and step limit as in the official notebook), all in one batch per search.
 # A search succeeds when $f$ reaches its target; the distance is measured for successful ones.
 
 # %%
-x_starts = helix.sample_helix(settings.n_optimizations, run.generator).to(device)
-started = time.perf_counter()
-result_x = helix.search_in_x(x_starts, classifier, settings)
-search_x_s = time.perf_counter() - started
-started = time.perf_counter()
-result_z = helix.search_in_z(x_starts, classifier, flow, settings)
-search_z_s = time.perf_counter() - started
+x_starts = data.sample(settings.search_n, run.generator).to(device)
+with run.stage("search_x"):
+    result_x = helix.search_in_x(x_starts, classifier, settings)
+with run.stage("search_z"):
+    result_z = helix.search_in_z(x_starts, classifier, flow, settings)
 distance_x = helix.distance_to_helix(result_x.x[result_x.success])
 distance_z = helix.distance_to_helix(result_z.x[result_z.success])
-run.record(n_optimizations=settings.n_optimizations,
+run.record(n_optimizations=settings.search_n,
            success_rate_x=result_x.success.float().mean(), success_rate_z=result_z.success.float().mean(),
            median_distance_x=distance_x.median(), median_distance_z=distance_z.median(),
            median_steps_x=result_x.steps.float().median(), median_steps_z=result_z.steps.float().median())
@@ -276,12 +298,12 @@ pd.DataFrame({name: {"searches": int(mask.sum()),
 # all edges share one display scale so the boxes fit the plot).
 
 # %%
-t_tangent = torch.linspace(-3.5, 3.5, settings.n_tangent_points)
+t_tangent = torch.linspace(-3.5, 3.5, settings.eval_tangent_points)
 tangent = helix.tangent_space(flow, t_tangent)
 run.record(tangent_singular_ratio=tangent.singular_ratio.mean(), tangent_alignment=tangent.alignment.mean())
 display_scale = 0.6 / tangent.eigenvalues[:, 0].max()
-boxes = [plotting.parallelepiped(tangent.x[i] - 0.5 * display_scale * (tangent.eigenvectors[i] * tangent.eigenvalues[i]).sum(1),
-                                 display_scale * (tangent.eigenvectors[i] * tangent.eigenvalues[i]).T,
+edges = display_scale * (tangent.eigenvectors * tangent.eigenvalues[:, None, :])  # column j: sigma_j^2 u_j, scaled
+boxes = [plotting.parallelepiped(tangent.x[i] - 0.5 * edges[i].sum(1), edges[i].T,
                                  plotting.SEARCH_COLORS["z"], "J J^T eigenvectors", show_legend=i == 0)
          for i in range(len(t_tangent))]
 curve = helix.helix_point(torch.linspace(-4, 4, 400))
@@ -301,14 +323,13 @@ pd.DataFrame({"t": t_tangent, "sigma_1^2": tangent.eigenvalues[:, 0], "sigma_2^2
 #
 # ## Timings and the recorded results
 #
-# Times on this run's device; trained models come from the cache when the same settings were trained
-# before (`cached` below), so a re-run only pays for the searches.
+# Times on this run's device, recorded by `run.stage` as `seconds_<stage>`; trained models come from the
+# cache when the same settings were trained before (`cached` below), and then their stage is the time it
+# took to load them, so a re-run only pays for the searches.
 
 # %%
-run.record(flow_train_s=flow_info["train_s"], classifier_train_s=classifier_info["train_s"],
-           search_x_s=search_x_s, search_z_s=search_z_s)
 pd.DataFrame({"stage": ["flow training", "classifier training", "ascent in X", "ascent in Z"],
-              "seconds": [flow_info["train_s"], classifier_info["train_s"], search_x_s, search_z_s],
+              "seconds": [run.metrics[f"seconds_{stage}"] for stage in ("flow", "classifier", "search_x", "search_z")],
               "cached": [flow_info["cached"], classifier_info["cached"], False, False]}).round(2)
 
 # %%

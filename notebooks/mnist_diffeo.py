@@ -25,19 +25,22 @@
 # This chapter rebuilds the MNIST experiments of Dombrowski et al. (Sec. 4.1.2, 4.1.3, 4.2,
 # App. B.2 to B.11; Tables 1 to 3, Fig. 7 right, 8, 9 left, 11 left, 13, 19) from scratch and measures
 # the difference with an independent oracle, nearest neighbours, IM1 and distances in X and in Z.
+# The models and the search follow the [official code](https://github.com/annahdo/counterfactuals);
+# the evaluations are not in it and follow the paper.
 #
-# What the chapter adds to `latentcf`: `mnist_diffeo` (the official CNN, the convolutional VAE, the
-# linear SVM oracle, the searches in X and in latent spaces with input checks, and every evaluation
-# measure), built on `image_flows.mnist_realnvp`, `training.epoch_batches` and `plotting.image_grid`.
+# What the chapter adds to `latentcf`: `chapters.mnist_diffeo` (the linear SVM oracle, the searches in X
+# and in latent spaces with input checks, and every evaluation measure) and `models.mnist_nets` (the
+# official CNN and convolutional VAE), built on `models.image_flows.mnist_realnvp`,
+# `core.training.epoch_batches` and `core.plotting.image_grid`.
 
-# %%
+# %% tags=["remove-cell"]
 import importlib.util
 import subprocess
 import sys
 
 if importlib.util.find_spec("latentcf") is None:  # on Colab: install the book's library
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "latentcf @ git+https://github.com/latentcf/latentcf-book#subdirectory=lib"],
+                    "latentcf[notebook,mnist] @ git+https://github.com/latentcf/latentcf-book#subdirectory=lib"],
                    check=True)
 
 # %% tags=["parameters"]
@@ -49,28 +52,29 @@ DEVICE = "auto"
 # At `"paper"` scale the settings are the paper's: the official flow (width 64, 4 residual blocks,
 # 8.6 M parameters) trained for 30 epochs on all 60,000 training images, 500 searches of up to 2000
 # steps. That needs the full MNIST files and a GPU. At `"smoke"` scale a flow of width 8 with one
-# residual block is trained for 3 epochs on the 5,000 training images that work offline, and a few
-# dozen searches of up to 300 steps are run: every step of the chapter, in a few minutes on a CPU,
-# with numbers that are rougher than the paper's but must show the same relations.
+# residual block is trained for 3 epochs on the 5,000 training images that work offline, and 48
+# searches are run: every step of the chapter, in a few minutes on a CPU, with numbers that are
+# rougher than the paper's but must show the same relations. The table lists this scale's settings;
+# `latentcf.chapters.mnist_diffeo.SMOKE` says why each differs from the paper's.
 
 # %%
-import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-from latentcf.chapters import mnist_diffeo as md
+from latentcf.chapters import mnist_diffeo
+from latentcf.chapters.registry import start_run
 from latentcf.core import plotting
 from latentcf.core.claims import published_values
-from latentcf.core.results import start_run
+from latentcf.core.runtime import generator
+from latentcf.core.settings import settings_table
 
 run = start_run("mnist_diffeo", SCALE, SEED, DEVICE)
 settings, device = run.settings, run.device
 published = published_values("mnist_diffeo")
 plotting.use_style()
-pd.DataFrame([vars(settings)]).T.rename(columns={0: SCALE})
+settings_table(mnist_diffeo.SMOKE, mnist_diffeo.PAPER)
 
 # %% [markdown]
 # ## The data
@@ -79,7 +83,8 @@ pd.DataFrame([vars(settings)]).T.rename(columns={0: SCALE})
 # training set for validation; no model here uses early stopping, so all training images are used.
 
 # %%
-data = md.load_data(settings, SCALE, device)
+with run.stage("data"):
+    data = mnist_diffeo.load_data(settings, device)
 print(data.description)
 plotting.image_grid({f"digit {d}": data.test_x[data.test_y == d][:8] for d in (4, 9)});
 
@@ -92,19 +97,23 @@ plotting.image_grid({f"digit {d}": data.test_x[data.test_y == d][:8] for d in (4
 # $u \sim \mathcal{U}(0, 1)$, through a logit pre-processing $l$:
 #
 # $$ \log p(\tilde x) = \log \mathcal{N}\big(g^{-1}(l(\tilde x)); 0, I\big)
-#    + \log\left|\det \tfrac{\partial g^{-1}}{\partial l}\right| + \log\left|\det \tfrac{\partial l}{\partial \tilde x}\right| , $$
+#    + \log\left|\det \tfrac{\partial g^{-1}}{\partial l}\right|
+#    + \log\left|\det \tfrac{\partial l}{\partial \tilde x}\right| , $$
 #
 # reported in bits per dimension, $\text{bpd} = (-\log p(\tilde x) + 784 \log 256) / (784 \log 2)$.
 # The training loss adds the official regulariser $5 \cdot 10^{-5} \sum g^2$ on the weight-norm gains
 # and Adam's weight decay (App. B.3).
 
 # %%
-flow, flow_info = md.train_flow(settings, data, SEED, device)
-bpd_images = data.test_x[:settings.n_bpd_images]
-flow_bpd = md.bits_per_dim(flow, bpd_images)
+with run.stage("flow"):
+    flow, flow_info = mnist_diffeo.train_flow(data, settings, SEED, device)
+bpd_images = data.test_x[:settings.eval_bpd_images]
+with run.stage("eval_bpd"):
+    flow_bpd = mnist_diffeo.bits_per_dim(flow, bpd_images, generator(SEED, "eval/bpd", device))
 run.record(flow_bits_per_dim=flow_bpd, flow_parameters=sum(p.numel() for p in flow.parameters()))
 with torch.no_grad():
-    flow_samples = flow.decode(torch.randn(16, *md.IMAGE_SHAPE, generator=run.generator).to(device)).clamp(0, 1)
+    flow_noise = torch.randn(16, *mnist_diffeo.IMAGE_SHAPE, generator=generator(SEED, "flow/samples"))
+    flow_samples = flow.decode(flow_noise.to(device)).clamp(0, 1)
 plotting.loss_curves({"flow: -log p + penalties (nats)": flow_info["loss"]})
 plotting.image_grid({"g(z), z ~ N(0, I)": flow_samples});
 pd.Series({"test bits per dimension": flow_bpd, "paper": published["flow_bits_per_dim"],
@@ -119,13 +128,13 @@ pd.Series({"test bits per dimension": flow_bpd, "paper": published["flow_bits_pe
 # digit should.
 
 # %%
-classifier, classifier_info = md.train_classifier(settings, data, SEED, device)
-test_predictions = md.predict_classes(classifier, data.test_x)
+with run.stage("classifier"):
+    classifier, classifier_info = mnist_diffeo.train_classifier(data, settings, SEED, device)
+test_predictions = mnist_diffeo.predict_classes(classifier, data.test_x)
 classifier_accuracy = (test_predictions == data.test_y).float().mean().item()
-started = time.perf_counter()
-oracle = md.train_oracle(settings, data, SEED)
-oracle_train_s = time.perf_counter() - started
-oracle_accuracy = float((oracle.predict(md.flat_numpy(data.test_x)) == data.test_y.cpu().numpy()).mean())
+with run.stage("oracle"):
+    oracle = mnist_diffeo.train_oracle(data, settings, SEED, device)
+oracle_accuracy = float((oracle.predict(mnist_diffeo.flat_numpy(data.test_x)) == data.test_y.cpu().numpy()).mean())
 run.record(classifier_accuracy=classifier_accuracy, oracle_accuracy=oracle_accuracy)
 pd.DataFrame({"test accuracy": [classifier_accuracy, oracle_accuracy],
               "paper": [published["classifier_accuracy"], published["oracle_accuracy"]]},
@@ -143,27 +152,26 @@ pd.DataFrame({"test accuracy": [classifier_accuracy, oracle_accuracy],
 # * **In Z** it is $z$, started at $g^{-1}(x)$, and the classifier sees $g(z)$ (learning rate $5 \cdot 10^{-2}$).
 #
 # The starts are random test images of a 4 that the CNN predicts as 4. All of them are optimised in
-# one batch, each stopping on its own (`search.gradient_ascent`).
+# one batch, each stopping on its own (`methods.search.gradient_ascent`).
 
 # %%
-source_index = md.select_sources(classifier, data.test_x, data.test_y, settings.n_searches,
-                                 run.generator)
+source_index = mnist_diffeo.select_sources(classifier, data.test_x, data.test_y, settings.search_n,
+                                           generator(SEED, "search/sources"))
 x_source = data.test_x[source_index.to(device)]
-started = time.perf_counter()
-result_x = md.search_in_x(x_source, classifier, md.TARGET_CLASS, settings.search_lr_x,
-                          settings.search_max_steps, settings.search_chunk)
-search_x_s = time.perf_counter() - started
-started = time.perf_counter()
-result_z = md.search_in_latent(x_source, classifier, flow.encode, flow.decode, md.TARGET_CLASS,
-                               settings.search_lr_z, settings.search_max_steps, settings.search_chunk)
-search_z_s = time.perf_counter() - started
-run.record(n_searches=settings.n_searches,
+with run.stage("search_x"):
+    result_x = mnist_diffeo.search_in_x(x_source, classifier, mnist_diffeo.TARGET_CLASS, settings.search_lr_x,
+                                        settings.search_max_steps, settings.search_chunk)
+with run.stage("search_z"):
+    result_z = mnist_diffeo.search_in_latent(x_source, classifier, flow.encode, flow.decode,
+                                             mnist_diffeo.TARGET_CLASS, settings.search_lr_z,
+                                             settings.search_max_steps, settings.search_chunk)
+run.record(n_searches=settings.search_n,
            success_rate_x=result_x.success.float().mean(), success_rate_z=result_z.success.float().mean(),
            median_steps_x=result_x.steps.float().median(), median_steps_z=result_z.steps.float().median())
 pd.DataFrame({"search": ["X", "Z"],
               "succeeded": [f"{int(r.success.sum())}/{len(r.success)}" for r in (result_x, result_z)],
               "median steps": [run.metrics["median_steps_x"], run.metrics["median_steps_z"]],
-              "seconds": [search_x_s, search_z_s],
+              "seconds": [run.metrics["seconds_search_x"], run.metrics["seconds_search_z"]],
               "paper: success rate": [published["success_rate_x"], published["success_rate_z"]]})
 
 # %% [markdown]
@@ -193,9 +201,9 @@ plotting.image_grid({"original x": x_source[shown],
 # (X) and the counterfactuals (Z).
 
 # %%
-oracle_target = {"original": md.target_agreement(oracle, x_source, md.TARGET_CLASS),
-                 "X": md.target_agreement(oracle, result_x.x[x_ok], md.TARGET_CLASS),
-                 "Z": md.target_agreement(oracle, result_z.x[z_ok], md.TARGET_CLASS)}
+oracle_target = {"original": mnist_diffeo.target_agreement(oracle, x_source, mnist_diffeo.TARGET_CLASS),
+                 "X": mnist_diffeo.target_agreement(oracle, result_x.x[x_ok], mnist_diffeo.TARGET_CLASS),
+                 "Z": mnist_diffeo.target_agreement(oracle, result_z.x[z_ok], mnist_diffeo.TARGET_CLASS)}
 run.record(oracle_target_acc_original=oracle_target["original"], oracle_target_acc_x=oracle_target["X"],
            oracle_target_acc_z=oracle_target["Z"])
 figure, ax = plt.subplots(figsize=(4.2, 3.2))
@@ -211,12 +219,13 @@ ax.set(ylabel="SVM says 9", ylim=(0, 1), title="Oracle accuracy w.r.t. the targe
 # neighbours whose true label is 9.
 
 # %%
-pool_index = md.balanced_pool(data.test_y, settings.knn_per_class, run.generator)
+pool_index = mnist_diffeo.balanced_pool(data.test_y, settings.knn_per_class, generator(SEED, "knn/pool"))
 pool, pool_labels = data.test_x[pool_index.to(device)], data.test_y[pool_index.to(device)]
-own = md.pool_positions(pool_index, source_index).to(device)
-knn = {"original": md.knn_target_fraction(x_source, pool, pool_labels, md.TARGET_CLASS, exclude=own),
-       "X": md.knn_target_fraction(result_x.x[x_ok], pool, pool_labels, md.TARGET_CLASS, exclude=own[x_ok]),
-       "Z": md.knn_target_fraction(result_z.x[z_ok], pool, pool_labels, md.TARGET_CLASS, exclude=own[z_ok])}
+own = mnist_diffeo.pool_positions(pool_index, source_index).to(device)
+target = mnist_diffeo.TARGET_CLASS
+knn = {"original": mnist_diffeo.knn_target_fraction(x_source, pool, pool_labels, target, exclude=own),
+       "X": mnist_diffeo.knn_target_fraction(result_x.x[x_ok], pool, pool_labels, target, exclude=own[x_ok]),
+       "Z": mnist_diffeo.knn_target_fraction(result_z.x[z_ok], pool, pool_labels, target, exclude=own[z_ok])}
 run.record(knn_target_frac_original=knn["original"].mean(), knn_target_frac_x=knn["X"].mean(),
            knn_target_frac_z=knn["Z"].mean())
 figure, ax = plt.subplots(figsize=(4.2, 3.2))
@@ -236,10 +245,15 @@ ax.set(ylabel="share of 10 NNs labelled 9", ylim=(0, 1), title="Nearest neighbou
 # the MNIST VAE below and reconstruct with the mean code.
 
 # %%
-ae_target, ae_target_info = md.train_class_autoencoder(settings, data, md.TARGET_CLASS, SEED, device)
-ae_source, ae_source_info = md.train_class_autoencoder(settings, data, md.SOURCE_CLASS, SEED, device)
-im1 = {"original": md.im1(x_source, ae_target, ae_source), "X": md.im1(result_x.x[x_ok], ae_target, ae_source),
-       "Z": md.im1(result_z.x[z_ok], ae_target, ae_source)}
+with run.stage("im1_target"):
+    ae_target, ae_target_info = mnist_diffeo.train_class_autoencoder(data, settings, SEED, device,
+                                                                     digit=mnist_diffeo.TARGET_CLASS)
+with run.stage("im1_source"):
+    ae_source, ae_source_info = mnist_diffeo.train_class_autoencoder(data, settings, SEED, device,
+                                                                     digit=mnist_diffeo.SOURCE_CLASS)
+im1 = {"original": mnist_diffeo.im1(x_source, ae_target, ae_source),
+       "X": mnist_diffeo.im1(result_x.x[x_ok], ae_target, ae_source),
+       "Z": mnist_diffeo.im1(result_z.x[z_ok], ae_target, ae_source)}
 run.record(im1_original=im1["original"].mean(), im1_x=im1["X"].mean(), im1_z=im1["Z"].mean())
 pd.DataFrame({"IM1 mean": [v.mean().item() for v in im1.values()], "IM1 std": [v.std().item() for v in im1.values()],
               "paper mean": [published["im1_original"], published["im1_x"], published["im1_z"]]},
@@ -250,25 +264,32 @@ pd.DataFrame({"IM1 mean": [v.mean().item() for v in im1.values()], "IM1 std": [v
 #
 # How far did each search move its image, measured in pixels ($\lVert x' - x \rVert$) and along the
 # manifold, i.e. in the flow's latent space ($\lVert g^{-1}(x') - g^{-1}(x) \rVert$)? For scale, the
-# same distances to all test images of the source class (up to `n_class_images`).
+# same distances to all test images of the source class (up to `eval_class_images`).
 # A pixel-space ascent takes the shortest way in X; a latent ascent the shortest way in Z.
 
 # %%
-class_images = data.test_x[data.test_y == md.SOURCE_CLASS][:settings.n_class_images]
-latent = {"source": md.flow_latents(flow, x_source), "class": md.flow_latents(flow, class_images),
-          "x": md.flow_latents(flow, result_x.x), "z": md.flow_latents(flow, result_z.x)}
+class_images = data.test_x[data.test_y == mnist_diffeo.SOURCE_CLASS][:settings.eval_class_images]
+latent = {"source": mnist_diffeo.flow_latents(flow, x_source),
+          "class": mnist_diffeo.flow_latents(flow, class_images),
+          "x": mnist_diffeo.flow_latents(flow, result_x.x), "z": mnist_diffeo.flow_latents(flow, result_z.x)}
 found = {"x": (result_x.x, x_ok), "z": (result_z.x, z_ok)}
 distances = {}
 for search, (images, ok) in found.items():
-    distances[("x", "source", search)] = md.l2_to_source(images[ok], x_source[ok])
-    distances[("x", "class", search)] = md.l2_to_class(images[ok], class_images)
-    distances[("z", "source", search)] = md.l2_to_source(latent[search][ok], latent["source"][ok])
-    distances[("z", "class", search)] = md.l2_to_class(latent[search][ok], latent["class"])
+    distances[("x", "source", search)] = mnist_diffeo.l2_to_source(images[ok], x_source[ok])
+    distances[("x", "class", search)] = mnist_diffeo.l2_to_class(images[ok], class_images)
+    distances[("z", "source", search)] = mnist_diffeo.l2_to_source(latent[search][ok], latent["source"][ok])
+    distances[("z", "class", search)] = mnist_diffeo.l2_to_class(latent[search][ok], latent["class"])
 run.record(**{f"l2{space}_{to}_{search}": d.mean() for (space, to, search), d in distances.items()})
+
+
+def distance_cell(space: str, to: str, search: str) -> str:
+    d, name = distances[(space, to, search)], f"l2{space}_{to}_{search}"
+    return f"{d.mean():.2f} ± {d.std():.2f}" + (f"  (paper {published[name]})" if name in published else "")
+
+
 pd.DataFrame({f"L2 in {space.upper()} to source {to}": {
-    f"ascent in {search.upper()}": f"{distances[(space, to, search)].mean():.2f} ± {distances[(space, to, search)].std():.2f}"
-    + (f"  (paper {published[f'l2{space}_{to}_{search}']})" if f"l2{space}_{to}_{search}" in published else "")
-    for search in ("x", "z")} for space in ("x", "z") for to in ("source", "class")})
+    f"ascent in {search.upper()}": distance_cell(space, to, search) for search in ("x", "z")}
+    for space in ("x", "z") for to in ("source", "class")})
 
 # %%
 figure, axes = plt.subplots(2, 2, figsize=(8, 5.2))
@@ -295,18 +316,17 @@ figure.tight_layout()
 # $\sigma_i^2$ and average them per rank.
 
 # %%
-spectrum_images = data.test_x[torch.randperm(len(data.test_x), generator=run.generator)
-                                   [:settings.n_spectrum_points].to(device)]
-started = time.perf_counter()
-spectra = md.metric_spectrum(flow.decode, md.flow_latents(flow, spectrum_images))
-spectrum_s = time.perf_counter() - started
+spectrum_images = data.test_x[torch.randperm(len(data.test_x), generator=generator(SEED, "eval/spectrum_images"))
+                              [:settings.eval_spectrum_points].to(device)]
+with run.stage("eval_spectrum"):
+    spectra = mnist_diffeo.metric_spectrum(flow.decode, mnist_diffeo.flow_latents(flow, spectrum_images))
 mean_spectrum = spectra.mean(0).cpu()
 run.record(spectrum_max=mean_spectrum[0], spectrum_median=mean_spectrum.median(),
-           spectrum_dims_90=md.effective_dimension(mean_spectrum))
+           spectrum_dims_90=mnist_diffeo.effective_dimension(mean_spectrum))
 figure, ax = plt.subplots(figsize=(4.6, 3.4))
 ax.loglog(np.arange(1, len(mean_spectrum) + 1), mean_spectrum.numpy(), color=plotting.SEARCH_COLORS["z"])
 ax.set(xlabel="rank i", ylabel="mean eigenvalue $\\sigma_i^2$ of $J J^T$",
-       title=f"RealNVP, {settings.n_spectrum_points} test images");
+       title=f"RealNVP, {settings.eval_spectrum_points} test images");
 
 # %% [markdown]
 # A few large eigenvalues and a long tail of small ones: `spectrum_dims_90` of the 784 directions carry
@@ -321,15 +341,16 @@ ax.set(xlabel="rank i", ylabel="mean eigenvalue $\\sigma_i^2$ of $J J^T$",
 # $|\tilde x - \tilde x'|$, as the paper's Fig. 13 does.
 
 # %%
-vae, vae_info = md.train_vae(settings, data, SEED, device)
-started = time.perf_counter()
-result_vae = md.search_in_latent(x_source, classifier, vae.encode, vae.decode, md.TARGET_CLASS,
-                                 settings.search_lr_vae, settings.search_max_steps_vae, settings.search_chunk,
-                                 desc="ascent in VAE latent")
-search_vae_s = time.perf_counter() - started
+with run.stage("vae"):
+    vae, vae_info = mnist_diffeo.train_vae(data, settings, SEED, device)
+with run.stage("search_vae"):
+    result_vae = mnist_diffeo.search_in_latent(x_source, classifier, vae.encode, vae.decode,
+                                               mnist_diffeo.TARGET_CLASS, settings.search_lr_vae,
+                                               settings.search_max_steps_vae, settings.search_chunk,
+                                               desc="ascent in VAE latent")
 vae_ok = result_vae.success
 run.record(success_rate_vae=vae_ok.float().mean(),
-           oracle_target_acc_vae=md.target_agreement(oracle, result_vae.x[vae_ok], md.TARGET_CLASS)
+           oracle_target_acc_vae=mnist_diffeo.target_agreement(oracle, result_vae.x[vae_ok], mnist_diffeo.TARGET_CLASS)
            if vae_ok.any() else 0.0)
 with torch.no_grad():
     reconstruction = vae(x_source).clamp(0, 1)
@@ -346,24 +367,26 @@ plotting.image_grid({"original x": x_source[shown_vae], "reconstruction x~": rec
 
 # %%
 pd.Series({"succeeded": f"{int(vae_ok.sum())}/{len(vae_ok)}", "SVM says 9": run.metrics["oracle_target_acc_vae"],
-           "seconds": round(search_vae_s, 1)}, name="VAE latent search").to_frame()
+           "seconds": round(run.metrics["seconds_search_vae"], 1)}, name="VAE latent search").to_frame()
 
 # %% [markdown]
 # ## Timings and the recorded results
 #
-# Times on this run's device; trained models come from the cache when the same settings were trained
-# before (`cached` below), so a re-run pays only for the oracle, the searches and the evaluation.
+# Wall times of each stage on this run's device, recorded as `seconds_<stage>`. A trained model comes
+# from the cache when the same settings were trained before (`cached` below); its time is then the
+# time to load it, so a re-run pays only for the oracle, the searches and the evaluation.
 
 # %%
-trained = {"flow": flow_info, "classifier": classifier_info, "VAE": vae_info,
-           "autoencoder of 9s": ae_target_info, "autoencoder of 4s": ae_source_info}
-run.record(flow_train_s=flow_info["train_s"], classifier_train_s=classifier_info["train_s"],
-           search_x_s=search_x_s, search_z_s=search_z_s, search_vae_s=search_vae_s, spectrum_s=spectrum_s)
-pd.DataFrame({"seconds": [info["train_s"] for info in trained.values()] + [oracle_train_s, search_x_s, search_z_s,
-                                                                          search_vae_s, spectrum_s],
-              "cached": [info["cached"] for info in trained.values()] + [False] * 5},
-             index=[*(f"{name} training" for name in trained), "SVM training", "ascent in X", "ascent in Z",
-                    "ascent in VAE latent", "J J^T spectrum"]).round(2)
+stages = {"data": "loading MNIST", "flow": "flow training", "eval_bpd": "bits per dimension",
+          "classifier": "classifier training", "oracle": "SVM training", "search_x": "ascent in X",
+          "search_z": "ascent in Z", "im1_target": "autoencoder of 9s training",
+          "im1_source": "autoencoder of 4s training", "eval_spectrum": "J J^T spectrum",
+          "vae": "VAE training", "search_vae": "ascent in VAE latent"}
+trained = {"flow": flow_info, "classifier": classifier_info, "im1_target": ae_target_info,
+           "im1_source": ae_source_info, "vae": vae_info}
+pd.DataFrame({"stage": list(stages), "seconds": [run.metrics[f"seconds_{stage}"] for stage in stages],
+              "cached": [trained[stage]["cached"] if stage in trained else "" for stage in stages]},
+             index=list(stages.values())).round(2)
 
 # %%
 comparison = pd.DataFrame({"this run": {name: run.metrics[name] for name in published},

@@ -1,9 +1,9 @@
 # ---
 # jupyter:
 #   jupytext:
+#     cell_metadata_filter: tags,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
-#     cell_metadata_filter: tags,-all
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -33,14 +33,14 @@
 # `leap.lift`, `leap.land`, `leap.leap` (Algorithm 1), `leap.leapfactual` (Algorithm 2), `leap.Solver`,
 # and `square` (the toy's data, its exactly solvable reference field and its metrics).
 
-# %%
+# %% tags=["remove-cell"]
 import importlib.util
 import subprocess
 import sys
 
 if importlib.util.find_spec("latentcf") is None:  # on Colab: install the book's library
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "latentcf @ git+https://github.com/latentcf/latentcf-book#subdirectory=lib"],
+                    "latentcf[notebook] @ git+https://github.com/latentcf/latentcf-book#subdirectory=lib"],
                    check=True)
 
 # %% tags=["parameters"]
@@ -50,8 +50,11 @@ DEVICE = "auto"
 
 # %% [markdown]
 # `start_run` seeds everything, picks the device and loads the settings of the scale:
-# the official 30,000 training iterations of batch 256 at `"paper"`, 5,000 of batch 1,024 at `"smoke"`.
+# `square.PAPER`, the official 30,000 training iterations of batch 256, at `"paper"`, and `square.SMOKE`,
+# 5,000 of batch 1,024, at `"smoke"`.
 # Everything else (the solver, the step sizes, the number of leaps) is the same at both scales.
+# As in every chapter, each field starts with its stage: `flow_` for the CE-CFM field, `leap_` for the
+# solver and the leaps of Algorithm 2, `eval_` and `bench_` for the measurements.
 
 # %%
 import matplotlib.pyplot as plt
@@ -60,19 +63,20 @@ import pandas as pd
 import torch
 
 from latentcf.chapters import square
+from latentcf.chapters.registry import start_run
 from latentcf.core import plotting
-from latentcf.core.results import start_run
-from latentcf.methods.cfm import sample_source
+from latentcf.core.settings import settings_table
 from latentcf.methods.leap import land, leap_paths
 
 run = start_run("square", SCALE, SEED, DEVICE)
 settings, device = run.settings, run.device
+data = square.load_data(settings, device)
 if device.type == "cpu":
     torch.set_num_threads(1)  # 64-wide layers: one CPU thread is faster than several
 plotting.use_style()
 COLORS = np.array(plotting.QUADRANT_COLORS)
 BOXES = [(cx - 0.25, cy - 0.25, cx + 0.25, cy + 0.25) for cx, cy in square.CENTRES.tolist()]
-pd.DataFrame([vars(settings)]).T.rename(columns={0: SCALE})
+settings_table(square.SMOKE, square.PAPER)
 
 # %% [markdown]
 # ## The data: a square in four classes
@@ -86,11 +90,13 @@ pd.DataFrame([vars(settings)]).T.rename(columns={0: SCALE})
 # 2 is $(+,-)$ green, 3 is $(+,+)$ red. The same rule, `square.quadrant_label`, is the classifier
 # $f_\theta$: it has no gradient, which LeapFactual never asks for.
 # The flow starts from a *source* distribution that is uniform on the same square, as in the official
-# code (the paper describes a Gaussian in general).
+# code (`Toy_Experiment/Experiment_Square.ipynb` in
+# [caicairay/LeapFactual](https://github.com/caicairay/LeapFactual); the paper describes a Gaussian in general).
+# `square.load_data` returns both distributions, and training draws a fresh batch from them at every step.
 
 # %%
-z_data, labels_data = square.sample_square(2000, run.generator)
-z_source = sample_source(2000, 2, run.generator, "uniform")
+z_data, labels_data = data.sample(2000, run.generator)
+z_source = data.sample_source(2000, run.generator)
 figure, axes = plt.subplots(1, 2, figsize=(7.2, 3.6), sharey=True)
 axes[0].scatter(*z_source.T, s=2, color="black")
 axes[1].scatter(*z_data.T, s=2, c=COLORS[labels_data])
@@ -110,16 +116,27 @@ axes[0].set_ylabel("y");
 # LeapFactual draws $z_1$ from one class and gives the network that class as a condition, the
 # CE-CFM objective
 #
-# $$ \mathcal{L}_{\text{CE-CFM}}(\psi) = \mathbb{E}_{t, z_0, (z_1, c)} \big\lVert v_\psi(t, z_t, c) - (z_1 - z_0) \big\rVert^2 . $$
+# $$ \mathcal{L}_{\text{CE-CFM}}(\psi) = \mathbb{E}_{t, z_0, (z_1, c)}
+#    \big\lVert v_\psi(t, z_t, c) - (z_1 - z_0) \big\rVert^2 . $$
 #
 # One network thus holds four flows, one per class, each carrying the whole source square onto one
 # quadrant. The network is the official one (three hidden layers of 64 SELU units on $[z, t, c]$,
 # here with a one-hot $c$), trained with Adam at lr $10^{-3}$ on a fresh batch at every step.
 
+# %% [markdown]
+# This is the library's own code that computed the loss of every training step below, `cfm_loss` from
+# `latentcf/methods/cfm.py`:
+#
+# ```{literalinclude} ../lib/latentcf/methods/cfm.py
+# :language: python
+# :pyobject: cfm_loss
+# ```
+
 # %%
-velocity, train_info = square.train_velocity(settings, SEED, device)
+with run.stage("flow"):
+    velocity, train_info = square.train_velocity(data, settings, SEED, device)
 final_loss = float(np.mean(train_info["loss"][-500:]))
-run.record(cfm_final_loss=final_loss, train_s=train_info["train_s"])
+run.record(cfm_final_loss=final_loss)
 plotting.loss_curves({"CE-CFM loss": train_info["loss"]});
 
 # %% [markdown]
@@ -129,8 +146,8 @@ plotting.loss_curves({"CE-CFM loss": train_info["loss"]});
 # Does each class flow reach its quadrant? Land fresh source points under each label.
 
 # %%
-z0 = sample_source(settings.n_eval, 2, run.generator, "uniform").to(device)
-labels_generate = torch.randint(0, 4, (settings.n_eval,), generator=run.generator).to(device)
+z0 = data.sample_source(settings.eval_n, run.generator).to(device)
+labels_generate = torch.randint(0, 4, (settings.eval_n,), generator=run.generator).to(device)
 generated = land(velocity, z0, labels_generate, 1.0, square.solver(settings))[-1]
 run.record(generation_hit_rate=square.replace_hit_rate(generated, labels_generate))
 run.metrics["generation_hit_rate"]
@@ -152,8 +169,8 @@ run.metrics["generation_hit_rate"]
 # Time is the vertical axis.
 
 # %%
-path_solver = square.solver(settings, n_steps=settings.path_steps)
-z0_panel = sample_source(512, 2, run.generator, "uniform").to(device)
+path_solver = square.solver(settings, n_steps=settings.leap_path_steps)
+z0_panel = data.sample_source(512, run.generator).to(device)
 forward = {label: land(velocity, z0_panel, torch.full((512,), label), 1.0, path_solver) for label in (0, 3)}
 blue_paths, red_paths = (square.with_time(forward[label], 0, 1) for label in (0, 3))
 figure = plt.figure(figsize=(5.5, 5.0))
@@ -169,7 +186,7 @@ plotting.leap_panel3d(ax, blue_paths.flip(0)[:, :128], red_paths[:, :128], [COLO
 # label (red paths back up to $t = 1$). Whatever its class, a point lifts to about $2 r_p$ (see below).
 
 # %%
-z_few, labels_few = square.sample_square(12, run.generator)
+z_few, labels_few = data.sample(12, run.generator)
 few_paths = square.replacement(velocity, z_few.to(device), torch.full((12,), 3), path_solver)
 lift_xyt, land_xyt = square.with_time(few_paths.lift, 1, 0), square.with_time(few_paths.land, 0, 1)
 traces = [plotting.line3d(lift_xyt[:, i], f"lift, class {labels_few[i].item()}", COLORS[labels_few[i]],
@@ -206,7 +223,7 @@ for i, (title, paths) in enumerate(panel_paths.items(), start=1):
 figure.tight_layout()
 
 # %% [markdown]
-# Now the numbers, on `settings.n_eval` points from all four classes, each sent to a random *other*
+# Now the numbers, on `settings.eval_n` points from all four classes, each sent to a random *other*
 # class:
 #
 # * `replace_hit_rate`: the fraction that lands in the target square;
@@ -218,11 +235,12 @@ figure.tight_layout()
 
 # %%
 solver = square.solver(settings)
-z_eval, labels_eval = square.sample_square(settings.n_eval, run.generator)
+z_eval, labels_eval = data.sample(settings.eval_n, run.generator)
 target_eval = square.other_labels(labels_eval, run.generator)
 z_eval, target_eval = z_eval.to(device), target_eval.to(device)
-replaced = square.replacement(velocity, z_eval, target_eval, solver).land[-1]
-sources, lifted = square.lift_every_class(velocity, square.residual(z_eval), solver)
+with run.stage("leap_replace"):
+    replaced = square.replacement(velocity, z_eval, target_eval, solver).land[-1]
+    sources, lifted = square.lift_every_class(velocity, square.residual(z_eval), solver)
 missed = square.quadrant_label(replaced) != target_eval
 run.record(replace_hit_rate=square.replace_hit_rate(replaced, target_eval),
            residual_error=square.residual_error(z_eval, replaced, target_eval),
@@ -256,7 +274,8 @@ pd.Series({name: run.metrics[name] for name in ("replace_hit_rate", "residual_er
 # it comes close, with a slightly larger $\alpha$ (a little less blending per leap).
 
 # %%
-blended = {gamma: square.blend(velocity, z_eval, target_eval, gamma, solver) for gamma in square.BLEND_GAMMAS}
+with run.stage("leap_blend"):
+    blended = {gamma: square.blend(velocity, z_eval, target_eval, gamma, solver) for gamma in square.BLEND_GAMMAS}
 alphas = {gamma: square.blend_alpha(z_eval, z_blend, target_eval) for gamma, z_blend in blended.items()}
 run.record(**{square.blend_metric_name(gamma): alpha for gamma, alpha in alphas.items()})
 gamma_grid = np.linspace(0, 1, 50)
@@ -280,7 +299,7 @@ ax.legend();
 # than it lands, $\gamma_{\text{lift}} < \gamma_{\text{land}}$. In panel (d) above the red point, lifted
 # not at all and landed with $\gamma = 1$, moved to $z = (1 + \alpha) c_t + (1 - \alpha) r$: further out
 # into the red square, with a shrunk residual, so it stays inside the data.
-# `inject_gain` measures this on `settings.n_eval` points of the target class after the injection
+# `inject_gain` measures this on `settings.eval_n` points of the target class after the injection
 # leaps of panel (e) ($\gamma_{\text{lift}} = 0$, $\gamma_{\text{land}} = 0.1$, three leaps): the mean
 # displacement along the class direction $c_t / \lVert c_t \rVert$. `blend_fixed_point_drift` is the
 # mean displacement of the same points over ten *blending* leaps ($\gamma = 0.1$), which should be zero.
@@ -288,10 +307,12 @@ ax.legend();
 
 # %%
 z_target_class = square.centres(target_eval, like=z_eval) + square.residual(z_eval)
-injected = square.progressive(velocity, z_target_class, target_eval, 0, settings.gamma_blend,
-                              settings.n_inject, settings.gamma_inject_lift, settings.gamma_inject_land, solver)
-blended_in_place = square.progressive(velocity, z_target_class, target_eval, settings.n_drift_leaps,
-                                      settings.gamma_blend, 0, 0.0, 0.0, solver)
+with run.stage("leap_inject"):
+    injected = square.progressive(velocity, z_target_class, target_eval, 0, settings.leap_gamma_blend,
+                                  settings.leap_n_inject, settings.leap_gamma_inject_lift,
+                                  settings.leap_gamma_inject_land, solver)
+    blended_in_place = square.progressive(velocity, z_target_class, target_eval, settings.eval_drift_leaps,
+                                          settings.leap_gamma_blend, 0, 0.0, 0.0, solver)
 run.record(inject_gain=square.inject_gain(z_target_class, injected.z_cf, target_eval),
            inject_hit_rate=square.replace_hit_rate(injected.z_cf, target_eval),
            blend_fixed_point_drift=square.blend_fixed_point_drift(z_target_class, blended_in_place.z_cf))
@@ -308,23 +329,37 @@ pd.Series({name: run.metrics[name] for name in ("inject_gain", "inject_hit_rate"
 # $\gamma_{i,\text{lift}} = 0$, $\gamma_{i,\text{land}} = 0.1$, from the four start points towards red.
 # The classifier is the quadrant rule, called on the decoded point and never differentiated.
 # As in the official code, no point is frozen: a point that has reached red stops by itself.
+
+# %% [markdown]
+# This is the library's own code that ran every chain of leaps in this chapter (`square.progressive` calls
+# it with the quadrant rule as $f_\theta$ and the identity as $g_\phi$), `leapfactual` from
+# `latentcf/methods/leap.py`:
+#
+# ```{literalinclude} ../lib/latentcf/methods/leap.py
+# :language: python
+# :pyobject: leapfactual
+# ```
+
+# %% [markdown]
+# The figure follows Fig. 4 (e).
 # Markers: x after each blending leap, a large dot for the last blended point, + after each injection
 # leap, a triangle for the end. Dashed: the straight blending line to the red start point;
 # dotted: the injection direction to the corner $(0.5, 0.5)$.
 
 # %%
-chain = square.progressive(velocity, start.to(device), target_red, settings.n_blend, settings.gamma_blend,
-                           settings.n_inject, settings.gamma_inject_lift, settings.gamma_inject_land, solver)
+chain = square.progressive(velocity, start.to(device), target_red, settings.leap_n_blend,
+                           settings.leap_gamma_blend, settings.leap_n_inject, settings.leap_gamma_inject_lift,
+                           settings.leap_gamma_inject_land, solver)
 trajectory = chain.z_trajectory.cpu().numpy()
-blended_end, final = trajectory[settings.n_blend], trajectory[-1]
+blended_end, final = trajectory[settings.leap_n_blend], trajectory[-1]
 figure, ax = plt.subplots(figsize=(5.0, 5.0))
 plotting.class_regions(ax, BOXES, COLORS)
 for i, color in enumerate(COLORS):
     ax.plot(*np.stack([trajectory[0, i], trajectory[0, 3]]).T, "--", color=color, lw=0.8)
     ax.plot(*np.stack([blended_end[i], [0.5, 0.5]]).T, ":", color=color, lw=0.8)
-    ax.plot(*trajectory[: settings.n_blend + 1, i].T, "-", color=color, lw=0.6, alpha=0.5)
-    ax.scatter(*trajectory[1: settings.n_blend, i].T, marker="x", color=color, s=20)
-    ax.scatter(*trajectory[settings.n_blend + 1: -1, i].T, marker="+", color=color, s=30)
+    ax.plot(*trajectory[: settings.leap_n_blend + 1, i].T, "-", color=color, lw=0.6, alpha=0.5)
+    ax.scatter(*trajectory[1: settings.leap_n_blend, i].T, marker="x", color=color, s=20)
+    ax.scatter(*trajectory[settings.leap_n_blend + 1: -1, i].T, marker="+", color=color, s=30)
 ax.scatter(*trajectory[0].T, facecolors="none", edgecolors=COLORS, s=60, label="start")
 ax.scatter(*blended_end.T, color=COLORS, s=70, label="blended (CE)")
 ax.scatter(*final.T, color=COLORS, marker="^", s=70, edgecolors="black", label="injected (reliable CE)")
@@ -342,15 +377,16 @@ pd.DataFrame(chain.label_trajectory.cpu().numpy().T, index=["blue", "orange", "g
 # and the residual decides which boundary it crosses first); from then on it only needs to move in the
 # remaining coordinate. The red point never moves during blending, and injection pushes every point
 # towards the outer corner.
-# On `settings.n_eval` random points with random other targets, the same schedule reaches the target
+# On `settings.eval_n` random points with random other targets, the same schedule reaches the target
 # this often after blending and after injection:
 
 # %%
-counterfactuals = square.progressive(velocity, z_eval, target_eval, settings.n_blend, settings.gamma_blend,
-                                     settings.n_inject, settings.gamma_inject_lift,
-                                     settings.gamma_inject_land, solver)
+with run.stage("leap_leapfactual"):
+    counterfactuals = square.progressive(velocity, z_eval, target_eval, settings.leap_n_blend,
+                                         settings.leap_gamma_blend, settings.leap_n_inject,
+                                         settings.leap_gamma_inject_lift, settings.leap_gamma_inject_land, solver)
 reached = counterfactuals.label_trajectory.cpu() == target_eval.cpu()
-run.record(leapfactual_blend_hit_rate=reached[settings.n_blend].float().mean(),
+run.record(leapfactual_blend_hit_rate=reached[settings.leap_n_blend].float().mean(),
            leapfactual_hit_rate=reached[-1].float().mean())
 pd.Series({name: run.metrics[name] for name in ("leapfactual_blend_hit_rate", "leapfactual_hit_rate")})
 
@@ -364,27 +400,35 @@ pd.Series({name: run.metrics[name] for name in ("leapfactual_blend_hit_rate", "l
 # ## Speed: how fast is a LEAP?
 #
 # Every leap is two ODE solves over the whole batch. The official code uses the adaptive dopri5; a
-# fixed-grid Runge-Kutta 4 with `settings.rk4_steps` steps per transport is the cheap alternative.
-# Throughput in leaps per second for one replacement leap of `settings.n_bench` points, and the
+# fixed-grid Runge-Kutta 4 with `settings.bench_rk4_steps` steps per transport is the cheap alternative.
+# Throughput in leaps per second for one replacement leap of `settings.bench_n` points, and the
 # largest distance between the two solvers' results:
 
 # %%
-z_bench, _ = square.sample_square(settings.n_bench, run.generator)
-target_bench = torch.full((settings.n_bench,), 3)
-rate_dopri5, landed_dopri5 = square.leap_throughput(velocity, z_bench.to(device), target_bench, solver)
-rate_rk4, landed_rk4 = square.leap_throughput(velocity, z_bench.to(device), target_bench,
-                                              square.solver(settings, "rk4", settings.rk4_steps))
+z_bench, _ = data.sample(settings.bench_n, run.generator)
+target_bench = torch.full((settings.bench_n,), 3)
+with run.stage("bench"):
+    rate_dopri5, landed_dopri5 = square.leap_throughput(velocity, z_bench.to(device), target_bench, solver)
+    rate_rk4, landed_rk4 = square.leap_throughput(velocity, z_bench.to(device), target_bench,
+                                                  square.solver(settings, "rk4", settings.bench_rk4_steps))
 run.record(leaps_per_s_dopri5=rate_dopri5, leaps_per_s_rk4=rate_rk4,
            rk4_dopri5_max_gap=(landed_rk4 - landed_dopri5).norm(dim=1).max())
-pd.DataFrame({"solver": ["dopri5 (adaptive)", f"rk4 ({settings.rk4_steps} steps)"],
+pd.DataFrame({"solver": ["dopri5 (adaptive)", f"rk4 ({settings.bench_rk4_steps} steps)"],
               "leaps per second": [rate_dopri5, rate_rk4]}).round(1)
 
 # %% [markdown]
 # The fixed-grid solver agrees with dopri5 to within `rk4_dopri5_max_gap` on every point, far below
 # the size of a class square: on this smooth field a short fixed grid is enough and is faster.
-# Training took `train_s` seconds (from the cache, if these settings were trained before).
 #
-# ## The recorded results
+# ## Timings and the recorded results
+#
+# Times on this run's device, recorded by `run.stage` as `seconds_<stage>`. The field comes from the cache
+# when the same settings were trained before, and then `flow` is the time it took to load it.
+
+# %%
+pd.DataFrame({"seconds": {name.removeprefix("seconds_"): value for name, value in run.metrics.items()
+                          if name.startswith("seconds_")},
+              "cached": {"flow": train_info["cached"]}}).fillna({"cached": False}).round(2)
 
 # %%
 results_path = run.save()

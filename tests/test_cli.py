@@ -5,8 +5,8 @@ import nbformat
 import pytest
 import torch
 
-from latentcf import chapters
-from latentcf.chapters import Chapter
+from latentcf.chapters import helix, registry
+from latentcf.chapters.registry import Chapter
 from latentcf.cli import main
 
 
@@ -39,7 +39,7 @@ def _fake_project(tmp_path, monkeypatch, name, cells):
         notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(notebook, tmp_path / "notebooks" / f"{name}.ipynb")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setitem(chapters.CHAPTERS, name, Chapter(name, name, f"notebooks/{name}.ipynb", "latentcf.chapters.helix"))
+    monkeypatch.setitem(registry.CHAPTERS, name, Chapter(name, name, helix))
 
 
 def test_a_missing_notebook_is_named(tmp_path, monkeypatch, capsys):

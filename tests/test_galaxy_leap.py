@@ -4,28 +4,31 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from contextlib import nullcontext
 
 import pytest
 import torch
 
-from latentcf.chapters import galaxy_leap as gl
+from latentcf.chapters import galaxy_leap
 from latentcf.core.errors import LatentcfError
+from latentcf.core.settings import check_settings
 from latentcf.core.training import fit
 from latentcf.data import galaxy10
 from latentcf.metrics import image_metrics
 
 TINY = dataclasses.replace(
-    gl.SETTINGS["smoke"], data_synthetic_n=600, data_synthetic_size=40, data_weak_per_class=2, wae_widths=(4, 8),
-    wae_bottleneck=16, wae_epochs=1, wae_batch=32, wae_discriminator_base=4, clf_width=1 / 64, clf_hidden=8,
-    clf_epochs=1, clf_min_steps=0, clf_batch=32, flow_width=16, flow_layers=2, flow_epochs=2, flow_batch=16, flow_lr_drop_epoch=1,
-    leap_n_blend=2, leap_n_inject=3, leap_blend_sweep=(1, 2, 3), leap_inject_sweep=(0, 1, 3),
-    leap_gamma_lift_sweep=(1.0,), leap_gamma_land_sweep=(1.025,), leap_gamma_sweep_inject=(1,),
-    leap_gamma_sweep_sources=3, leap_sources_per_batch=8, leap_solver_steps=1, table3_runs=2, eval_batch=64)
+    galaxy_leap.SMOKE, data_synthetic_n=600, data_synthetic_size=40, data_weak_per_class=2, wae_widths=(4, 8),
+    wae_bottleneck=16, wae_epochs=1, wae_batch=32, wae_discriminator_base=4, classifier_width=1 / 64,
+    classifier_hidden=8, classifier_epochs=1, classifier_min_steps=0, classifier_batch=32, flow_width=16,
+    flow_layers=2, flow_epochs=2, flow_batch=16, flow_lr_drop_epoch=1, leap_n_blend=2, leap_n_inject=3,
+    leap_blend_sweep=(1, 2, 3), leap_inject_sweep=(0, 1, 3), leap_gamma_lift_sweep=(1.0,),
+    leap_gamma_land_sweep=(1.025,), leap_gamma_sweep_inject=(1,), leap_gamma_sweep_sources=3,
+    leap_sources_per_batch=8, leap_solver_steps=1, table3_runs=2, eval_batch=64)
 
 
 def test_targets_are_the_nine_other_classes_of_every_source():
     labels = torch.tensor([0, 7, 9])
-    source, target = gl.shifted_targets(labels)
+    source, target = galaxy_leap.shifted_targets(labels)
     assert source.tolist() == [0] * 9 + [1] * 9 + [2] * 9
     for index, label in enumerate(labels.tolist()):
         assert sorted(target[source == index].tolist()) == sorted(set(range(10)) - {label})
@@ -46,30 +49,51 @@ def test_counterfactual_subsets_are_nested_and_pair_ces_with_reliable_ces():
     generated = {"x_ce": torch.arange(40).view(40, 1, 1, 1).to(torch.uint8),
                  "x_rce": torch.arange(40).view(40, 1, 1, 1).to(torch.uint8) + 100,
                  "target": torch.arange(40) % 10}
-    small = gl.counterfactual_subset(generated, "ce", 10, {})
-    large = gl.counterfactual_subset(generated, "ce", 50, {})
-    reliable = gl.counterfactual_subset(generated, "rce", 10, {})
+    small = galaxy_leap.counterfactual_subset(generated, "ce", 10, {})
+    large = galaxy_leap.counterfactual_subset(generated, "ce", 50, {})
+    reliable = galaxy_leap.counterfactual_subset(generated, "rce", 10, {})
     assert len(small.target) == 4 and len(large.target) == 20
     assert set(small.images.flatten().tolist()) <= set(large.images.flatten().tolist())
     assert torch.equal(reliable.images - 100, small.images) and torch.equal(reliable.target, small.target)
     with pytest.raises(LatentcfError, match="unknown counterfactual kind"):
-        gl.counterfactual_subset(generated, "adversarial", 10, {})
+        galaxy_leap.counterfactual_subset(generated, "adversarial", 10, {})
     with pytest.raises(LatentcfError, match="percent"):
-        gl.counterfactual_subset(generated, "ce", 0, {})
+        galaxy_leap.counterfactual_subset(generated, "ce", 0, {})
+
+
+def test_settings_are_stage_prefixed_and_the_smoke_scale_only_overrides_the_paper_one():
+    check_settings(galaxy_leap.PAPER)
+    check_settings(galaxy_leap.SMOKE)
+    assert (galaxy_leap.PAPER.scale, galaxy_leap.SMOKE.scale) == ("paper", "smoke")
+    assert galaxy_leap.SMOKE.leap_inject_sweep == galaxy_leap.PAPER.leap_inject_sweep  # Table 6 keeps its sweep
 
 
 def test_paper_scale_refuses_the_synthetic_stand_in_and_unknown_data_sets_are_refused():
+    paper_on_synthetic = dataclasses.replace(galaxy_leap.SMOKE, scale="paper")
     with pytest.raises(LatentcfError, match="need the real"):
-        gl.load_data(gl.SETTINGS["smoke"], "paper")
+        galaxy_leap.load_data(paper_on_synthetic, "cpu")
     with pytest.raises(LatentcfError, match="unknown data set"):
-        gl.load_data(dataclasses.replace(gl.SETTINGS["smoke"], data_dataset="galaxy10-fake"), "smoke")
+        galaxy_leap.load_data(dataclasses.replace(galaxy_leap.SMOKE, data_dataset="galaxy10-fake"), "cpu")
 
 
 def test_the_real_data_set_is_named_with_its_location_when_missing(tmp_path, monkeypatch):
     monkeypatch.setattr(galaxy10, "download_galaxy10", lambda path: (_ for _ in ()).throw(
         LatentcfError(f"could not download; put {galaxy10.FILENAME} at {path}")))
     with pytest.raises(LatentcfError, match=galaxy10.FILENAME):
-        gl.load_data(gl.SETTINGS["paper"], "paper")
+        galaxy_leap.load_data(galaxy_leap.PAPER, "cpu")
+
+
+def test_classifier_streams_name_the_classifier_and_the_table3_run():
+    assert galaxy_leap.classifier_stream("weak", 0, "init") == "classifier/weak/run0/init"
+    streams = {galaxy_leap.classifier_stream(name, run, what) for name in ("weak", "strong") for run in (0, 1)
+               for what in ("init", "batches", "augment", "batch_norm")}
+    assert len(streams) == 16
+
+
+def test_leaps_refuse_targets_outside_the_ten_classes():
+    with pytest.raises(LatentcfError, match="unknown target"):
+        galaxy_leap.leap_checkpoints(None, torch.zeros(2, galaxy_leap.LATENT_DIM), torch.tensor([3, 10]),
+                                     TINY, 1.0, 1.025, (), (1,))
 
 
 def test_fit_follows_the_learning_rate_factor_and_clips_the_gradient():
@@ -84,23 +108,27 @@ def test_fit_follows_the_learning_rate_factor_and_clips_the_gradient():
 
 
 def test_the_pipeline_runs_end_to_end_on_a_tiny_synthetic_set(monkeypatch):
-    monkeypatch.setattr(gl, "lpips_squeeze", image_metrics.LPIPS)  # random weights: the code path only
-    data = gl.load_data(TINY, "smoke")
+    monkeypatch.setattr(galaxy_leap, "lpips_squeeze", image_metrics.LPIPS)  # random weights: the code path only
+    data = galaxy_leap.load_data(TINY, "cpu")
     assert len(data.weak) == 20 and set(data.weak.tolist()) <= set(data.train.tolist())
     device = torch.device("cpu")
-    models = gl.train_models(data, TINY, 0, device)
+    timed = []
+    models = galaxy_leap.train_models(data, TINY, 0, device, stage=lambda name: timed.append(name) or nullcontext())
+    assert timed == ["wae", "classifier_weak", "classifier_strong", "flow"]
     assert not models.info["weak"]["imagenet"] and not models.info["wae"]["imagenet_perceptual"]
-    generated = gl.generate_counterfactuals(models, data, TINY, 0, device)
+    generated = galaxy_leap.generate_counterfactuals(models, data, TINY, 0, device)
     assert generated["x_ce"].shape == (180, 3, 32, 32) and generated["x_rce"].dtype == torch.uint8
-    assert torch.equal(generated["label"][generated["source"]] != generated["target"], torch.ones(180, dtype=torch.bool))
-    sweep = gl.sweep_metrics(generated, ["rec", *gl.checkpoint_names(TINY)])
+    assert bool((generated["label"][generated["source"]] != generated["target"]).all())
+    sweep = galaxy_leap.sweep_metrics(generated, ["rec", *galaxy_leap.checkpoint_names(TINY)])
     assert {"acc_r_ni3", "auc_r_ni0", "ssim_ni1", "psnr_nb3", "ssim_rec", "lpips_ni3"} <= set(sweep)
-    assert all(0 <= sweep[f"acc_{name}"] <= 1 for name in gl.checkpoint_names(TINY))
-    again = gl.generate_counterfactuals(models, data, TINY, 0, device)
+    assert all(0 <= sweep[f"acc_{name}"] <= 1 for name in galaxy_leap.checkpoint_names(TINY))
+    again = galaxy_leap.generate_counterfactuals(models, data, TINY, 0, device)
     assert torch.equal(again["x_rce"], generated["x_rce"])
-    gamma = gl.gamma_sweep(models, data, TINY, 0, device)
+    gamma = galaxy_leap.gamma_sweep(models, data, TINY, 0, device)
     assert set(gamma) == {"acc_r_lift1_ni1", "ssim_lift1_ni1", "acc_r_land1p025_ni1", "ssim_land1p025_ni1"}
-    mean, sem = gl.table3(data, generated, TINY, 0, device, gl.counterfactual_key(models, TINY, 0))
+    mean, sem = galaxy_leap.table3(data, generated, TINY, 0, device,
+                                   provenance=galaxy_leap.counterfactual_key(models, TINY, 0))
     expected = {f"{score}_{column}" for score in ("acc", "auc")
-                for column in ("weak", "strong", *(f"{k}_{p}" for k in gl.CE_KINDS for p in gl.CE_FRACTIONS))}
+                for column in ("weak", "strong",
+                               *(f"{k}_{p}" for k in galaxy_leap.CE_KINDS for p in galaxy_leap.CE_FRACTIONS))}
     assert set(mean) == expected == set(sem)

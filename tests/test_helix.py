@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -35,6 +36,27 @@ def test_samples_lie_on_the_helix_in_range_with_half_labels():
     assert helix.distance_to_helix(x).max() < 1e-5
     assert x[:, 2].abs().max() <= helix.T_RANGE
     assert abs(helix.helix_labels(x).mean().item() - 0.5) < 0.05
+
+
+def test_load_data_is_the_helix_distribution_of_sample_helix():
+    data = helix.load_data(helix.SMOKE, torch.device("cpu"))
+    assert data.t_range == helix.T_RANGE
+    torch.testing.assert_close(data.sample(64, torch.Generator().manual_seed(2)),
+                               helix.sample_helix(64, torch.Generator().manual_seed(2)))
+
+
+def test_training_draws_from_the_data_and_is_cached():
+    settings = dataclasses.replace(helix.SMOKE, flow_hidden=8, flow_steps=3, classifier_hidden=8, classifier_steps=3)
+    data, cpu = helix.load_data(settings, torch.device("cpu")), torch.device("cpu")
+    flow, info = helix.train_flow(data, settings, 0, cpu)
+    assert not info["cached"] and len(info["loss"]) == 3
+    _, again = helix.train_flow(data, settings, 0, cpu)
+    assert again["cached"]
+    classifier, classifier_info = helix.train_classifier(data, settings, 0, cpu)
+    assert not classifier_info["cached"] and len(classifier_info["loss"]) == 3
+    _, other_seed = helix.train_classifier(data, settings, 1, cpu)
+    assert not other_seed["cached"]
+    assert classifier(data.sample(4, torch.Generator().manual_seed(0))).shape == (4,)
 
 
 def test_tangent_is_unit_and_orthogonal_to_radius():

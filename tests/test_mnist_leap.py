@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import sys
 
 import numpy as np
 import pytest
 import torch
 
-from latentcf.chapters import mnist_leap as ml
-from latentcf.core.errors import LatentcfError
+from latentcf.chapters import mnist_leap
+from latentcf.core.errors import LatentcfError, check_targets
+from latentcf.core.paths import CACHE_DIR_ENV
+from latentcf.core.settings import STAGES, check_settings
 from latentcf.core.training import epoch_batches, recalibrate_batch_norm
+from latentcf.data.mnist import MnistData
 from latentcf.methods.cfm import ConditionalVelocityMLP
 from latentcf.methods.search import gradient_ascent
 from latentcf.metrics import morpho
+from latentcf.metrics.classification import macro_auroc, mean_and_sem, target_accuracy
+from latentcf.models.mnist_nets import MorphoClassifier, MorphoVAE, morpho_vae_loss
 
-TINY = dataclasses.replace(ml.SETTINGS["smoke"], opt_steps=5, n_blend=2, n_inject=1, eval_batch=3)
+TINY = dataclasses.replace(mnist_leap.SMOKE, search_steps=5, leap_n_blend=2, leap_n_inject=1, eval_batch=3)
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
@@ -25,7 +31,7 @@ def images(n: int, seed: int = 0) -> torch.Tensor:
 
 def test_models_have_the_official_shapes():
     torch.manual_seed(0)
-    vae, cvae, classifier = ml.MorphoVAE().eval(), ml.MorphoVAE(10).eval(), ml.MorphoClassifier().eval()
+    vae, cvae, classifier = MorphoVAE().eval(), MorphoVAE(10).eval(), MorphoClassifier().eval()
     x = images(4)
     z = vae.encode(x)
     assert z.shape == (4, 32)
@@ -40,16 +46,16 @@ def test_models_have_the_official_shapes():
 
 def test_a_conditional_vae_needs_its_condition_and_a_plain_one_refuses_it():
     with pytest.raises(ValueError, match="condition"):
-        ml.MorphoVAE(10).encode(images(2))
+        MorphoVAE(10).encode(images(2))
     with pytest.raises(ValueError, match="condition"):
-        ml.MorphoVAE().encode(images(2), torch.eye(10)[:2])
+        MorphoVAE().encode(images(2), torch.eye(10)[:2])
 
 
 def test_vae_loss_is_mse_plus_weighted_kld():
     torch.manual_seed(0)
-    vae = ml.MorphoVAE().eval()
+    vae = MorphoVAE().eval()
     x = images(3)
-    loss = ml.vae_loss(vae, x, torch.Generator().manual_seed(5))
+    loss = morpho_vae_loss(vae, x, torch.Generator().manual_seed(5))
     mu, logvar = vae.encode_stats(x)
     eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(5))
     mse = ((vae.decode(mu + (0.5 * logvar).exp() * eps) - x) ** 2).mean()
@@ -59,38 +65,41 @@ def test_vae_loss_is_mse_plus_weighted_kld():
 
 def test_bad_images_and_targets_are_refused():
     with pytest.raises(LatentcfError, match=r"\(B, 1, 28, 28\)"):
-        ml.opt_counterfactuals(ml.MorphoVAE(), ml.MorphoClassifier().probabilities, torch.rand(2, 28, 28),
+        mnist_leap.opt_counterfactuals(MorphoVAE(), MorphoClassifier().probabilities, torch.rand(2, 28, 28),
                                torch.tensor([0, 1]), TINY)
     with pytest.raises(LatentcfError, match=r"\[0, 1\]"):
-        ml.cgm_counterfactuals(ml.MorphoVAE(10), ml.MorphoClassifier(), 255 * images(2), torch.tensor([0, 1]))
-    with pytest.raises(ValueError, match="unknown target"):
-        ml.check_targets(torch.tensor([3, 10]), 2)
-    with pytest.raises(ValueError, match="2 integer"):
-        ml.check_targets(torch.tensor([1, 2, 3]), 2)
+        mnist_leap.cgm_counterfactuals(MorphoVAE(10), MorphoClassifier(), 255 * images(2), torch.tensor([0, 1]))
+    with pytest.raises(LatentcfError, match="unknown target"):
+        mnist_leap.cgm_counterfactuals(MorphoVAE(10), MorphoClassifier(), images(2), torch.tensor([3, 10]))
+    with pytest.raises(LatentcfError, match="2 integer"):
+        mnist_leap.opt_counterfactuals(MorphoVAE(), MorphoClassifier().probabilities, images(2),
+                                       torch.tensor([1, 2, 3]), TINY)
+    with pytest.raises(LatentcfError, match="integer class indices"):
+        check_targets(torch.tensor([0.0, 1.0]), 10, 2)
 
 
 def test_accuracy_and_macro_auroc_on_known_cases():
     target = torch.arange(10).repeat(3)
     perfect = torch.eye(10)[target]
-    assert ml.target_accuracy(perfect, target) == 1.0
-    assert ml.macro_auroc(perfect, target) == 1.0
-    assert ml.macro_auroc(1 - perfect, target) == 0.0
+    assert target_accuracy(perfect, target) == 1.0
+    assert macro_auroc(perfect, target, 10) == 1.0
+    assert macro_auroc(1 - perfect, target, 10) == 0.0
     half_wrong = perfect.clone()
     half_wrong[:15] = torch.eye(10)[(target[:15] + 1) % 10]
-    assert ml.target_accuracy(half_wrong, target) == 0.5
+    assert target_accuracy(half_wrong, target) == 0.5
 
 
 def test_macro_auroc_refuses_a_class_without_positives():
     target = torch.tensor([0, 1, 2] * 4)
     with pytest.raises(ValueError, match=r"class\(es\) \[3, 4, 5, 6, 7, 8, 9\]"):
-        ml.macro_auroc(torch.eye(10)[target], target)
+        macro_auroc(torch.eye(10)[target], target, 10)
 
 
 def test_mean_and_sem_over_runs():
-    mean, sem = ml.mean_and_sem([{"a": 1.0}, {"a": 3.0}])
+    mean, sem = mean_and_sem([{"a": 1.0}, {"a": 3.0}])
     assert mean == {"a": 2.0} and sem == {"a": 1.0}
     with pytest.raises(ValueError, match="2 runs"):
-        ml.mean_and_sem([{"a": 1.0}])
+        mean_and_sem([{"a": 1.0}])
 
 
 def test_score_counterfactuals_uses_the_reference_morphometrics():
@@ -99,7 +108,7 @@ def test_score_counterfactuals_uses_the_reference_morphometrics():
     wider = digits.clone()
     wider[:, 6:22, 10:18] = 1.0
     reference, cf = morpho.measure(digits), morpho.measure(wider)
-    scored = ml.score_counterfactuals(torch.eye(10), torch.arange(10), morpho.measure(wider.repeat(5, 1, 1)),
+    scored = mnist_leap.score_counterfactuals(torch.eye(10), torch.arange(10), morpho.measure(wider.repeat(5, 1, 1)),
                                       morpho.measure(digits.repeat(5, 1, 1)), "opt")
     width_ratio = cf.width / reference.width
     assert scored["acc_opt"] == 1.0 and scored["auc_opt"] == 1.0
@@ -126,12 +135,13 @@ def test_adamw_weight_decay_shrinks_a_latent_with_zero_gradient_geometrically():
 
 def test_opt_counterfactuals_move_towards_the_target_and_start_at_the_reconstruction():
     torch.manual_seed(0)
-    vae, classifier = ml.MorphoVAE().eval(), ml.MorphoClassifier().eval()
+    vae, classifier = MorphoVAE().eval(), MorphoClassifier().eval()
     x, target = images(4), torch.tensor([1, 3, 5, 7])
-    unmoved = ml.opt_counterfactuals(vae, classifier.probabilities, x, target,
-                                     dataclasses.replace(TINY, opt_steps=0))
+    unmoved = mnist_leap.opt_counterfactuals(vae, classifier.probabilities, x, target,
+                                     dataclasses.replace(TINY, search_steps=0))
     assert torch.allclose(unmoved, vae.decode(vae.encode(x)), atol=1e-6)
-    moved = ml.opt_counterfactuals(vae, classifier.probabilities, x, target, dataclasses.replace(TINY, opt_steps=30))
+    moved = mnist_leap.opt_counterfactuals(vae, classifier.probabilities, x, target,
+                                           dataclasses.replace(TINY, search_steps=30))
     with torch.no_grad():
         before = classifier.probabilities(unmoved)[torch.arange(4), target]
         after = classifier.probabilities(moved)[torch.arange(4), target]
@@ -140,54 +150,55 @@ def test_opt_counterfactuals_move_towards_the_target_and_start_at_the_reconstruc
 
 def test_opt_counterfactuals_refuse_a_classifier_without_gradients():
     train_x = images(20)
-    knn = ml.KnnClassifier(train_x, torch.arange(20) % 10, neighbours=1)
+    knn = mnist_leap.KnnClassifier(train_x, torch.arange(20) % 10, neighbours=1)
     with pytest.raises(LatentcfError, match="black box"):
-        ml.opt_counterfactuals(ml.MorphoVAE().eval(), knn, images(2), torch.tensor([0, 1]), TINY)
+        mnist_leap.opt_counterfactuals(MorphoVAE().eval(), knn, images(2), torch.tensor([0, 1]), TINY)
 
 
 def test_knn_classifier_returns_vote_fractions_and_knows_its_training_images():
     train_x, train_y = images(20), torch.arange(20) % 10
-    knn = ml.KnnClassifier(train_x, train_y, neighbours=1)
+    knn = mnist_leap.KnnClassifier(train_x, train_y, neighbours=1)
     votes = knn(train_x)
     assert isinstance(votes, np.ndarray) and votes.shape == (20, 10)
     assert (votes.argmax(axis=1) == train_y.numpy()).all()
     with pytest.raises(LatentcfError, match="all 10 classes"):
-        ml.KnnClassifier(train_x[:5], train_y[:5], neighbours=1)
+        mnist_leap.KnnClassifier(train_x[:5], train_y[:5], neighbours=1)
 
 
 def test_leap_counterfactuals_run_with_a_numpy_classifier_and_zero_leaps_give_the_reconstruction():
     torch.manual_seed(0)
-    vae = ml.MorphoVAE().eval()
+    vae = MorphoVAE().eval()
     velocity = ConditionalVelocityMLP(32, 10).eval()
-    knn = ml.KnnClassifier(images(20), torch.arange(20) % 10, neighbours=3)
+    knn = mnist_leap.KnnClassifier(images(20), torch.arange(20) % 10, neighbours=3)
     x, target = images(3, seed=1), torch.tensor([2, 4, 6])
-    ces = ml.leap_counterfactuals(velocity, vae, knn, x, target, TINY)
+    ces = mnist_leap.leap_counterfactuals(velocity, vae, knn, x, target, TINY)
     assert ces.x_cf.shape == ces.x_rcf.shape == (3, 1, 28, 28)
     assert not torch.allclose(ces.x_cf, ces.x_rcf)
-    still = ml.leap_counterfactuals(velocity, vae, knn, x, target, dataclasses.replace(TINY, n_blend=0, n_inject=0))
+    still = mnist_leap.leap_counterfactuals(velocity, vae, knn, x, target,
+                                            dataclasses.replace(TINY, leap_n_blend=0, leap_n_inject=0))
     with torch.no_grad():
         assert torch.allclose(still.x_cf, vae.decode(vae.encode(x)))
 
 
 def test_cgm_swaps_the_condition_only():
     torch.manual_seed(0)
-    cvae, classifier = ml.MorphoVAE(10).eval(), ml.MorphoClassifier().eval()
+    cvae, classifier = MorphoVAE(10).eval(), MorphoClassifier().eval()
     x = images(2)
     with torch.no_grad():
         expected = cvae.decode(cvae.encode(x, classifier.probabilities(x)), torch.eye(10)[[4, 8]])
-    assert torch.allclose(ml.cgm_counterfactuals(cvae, classifier, x, torch.tensor([4, 8])), expected)
+    assert torch.allclose(mnist_leap.cgm_counterfactuals(cvae, classifier, x, torch.tensor([4, 8])), expected)
 
 
 def test_paper_scale_refuses_the_offline_subset():
-    offline_paper = dataclasses.replace(ml.SETTINGS["paper"], data_source="offline")
+    offline_paper = dataclasses.replace(mnist_leap.PAPER, data_source="offline")
     with pytest.raises(LatentcfError, match="60,000"):
-        ml.load_data(offline_paper, "paper", torch.device("cpu"))
+        mnist_leap.load_data(offline_paper, torch.device("cpu"))
 
 
 def test_a_missing_scikit_learn_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "sklearn.neighbors", None)
     with pytest.raises(LatentcfError, match="pip install scikit-learn"):
-        ml.KnnClassifier(images(20), torch.arange(20) % 10, neighbours=1)
+        mnist_leap.KnnClassifier(images(20), torch.arange(20) % 10, neighbours=1)
 
 
 def test_batch_norm_recalibration_gives_the_exact_training_statistics():
@@ -199,3 +210,49 @@ def test_batch_norm_recalibration_gives_the_exact_training_statistics():
         hidden = network[0](x)
     assert torch.allclose(network[1].running_mean, hidden.mean(dim=0), atol=1e-5)
     assert network[1].momentum == 0.1 and not network.training
+
+
+def test_settings_follow_the_chapter_contract():
+    check_settings(mnist_leap.PAPER)
+    check_settings(mnist_leap.SMOKE)
+    assert (mnist_leap.PAPER.scale, mnist_leap.SMOKE.scale) == ("paper", "smoke")
+    assert mnist_leap.PAPER.data_source == "full" and mnist_leap.SMOKE.data_source == "offline"
+    assert (mnist_leap.PAPER.search_steps, mnist_leap.PAPER.leap_n_blend, mnist_leap.PAPER.eval_n) == (1000, 15, 9728)
+
+
+def test_training_functions_take_data_settings_seed_device_then_keywords():
+    for train in (mnist_leap.train_classifier, mnist_leap.train_vae, mnist_leap.train_cvae, mnist_leap.train_flow,
+                  mnist_leap.train_knn_flow, mnist_leap.train_models):
+        parameters = list(inspect.signature(train).parameters.values())
+        assert [p.name for p in parameters[:4]] == ["data", "settings", "seed", "device"]
+        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters[4:])
+
+
+def test_counterfactual_timings_are_keyed_by_stage():
+    torch.manual_seed(0)
+    vae = MorphoVAE().eval()
+    models = mnist_leap.ChapterModels(MorphoClassifier().eval(), vae, MorphoVAE(10).eval(),
+                                      ConditionalVelocityMLP(32, 10).eval(), {})
+    ces, seconds = mnist_leap.all_counterfactuals(models, images(4), torch.tensor([1, 3, 5, 7]), TINY)
+    assert set(ces) == set(mnist_leap.METHODS) and all(x.shape == (4, 1, 28, 28) for x in ces.values())
+    assert set(seconds) == {"seconds_search_opt", "seconds_cvae_cgm", "seconds_leap"}
+    assert all(name.removeprefix("seconds_").split("_")[0] in STAGES for name in seconds)
+
+
+def test_cached_models_retrain_exactly_when_a_stage_they_depend_on_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path))
+    data = MnistData(images(20), torch.arange(20) % 10, images(10, seed=1), torch.arange(10), "random")
+    settings = dataclasses.replace(mnist_leap.SMOKE, classifier_epochs=1, vae_epochs=1, cvae_epochs=1,
+                                   flow_epochs=1, classifier_batch=10, vae_batch=10, cvae_batch=10, flow_batch=10)
+    device = torch.device("cpu")
+    first = mnist_leap.train_models(data, settings, 0, device)
+    assert not any(info["cached"] for info in first.info.values())
+    unchanged = mnist_leap.train_models(data, dataclasses.replace(settings, search_steps=7, eval_n=3), 0, device)
+    assert all(info["cached"] for info in unchanged.info.values())
+    new_classifier = mnist_leap.train_models(data, dataclasses.replace(settings, classifier_lr=1e-3), 0, device)
+    assert {name: info["cached"] for name, info in new_classifier.info.items()} == \
+        {"classifier": False, "vae": True, "cvae": False, "flow": False}
+    new_data = mnist_leap.train_models(data, dataclasses.replace(settings, data_source="full"), 0, device)
+    assert not any(info["cached"] for info in new_data.info.values())
+    new_seed = mnist_leap.train_models(data, settings, 1, device)
+    assert not any(info["cached"] for info in new_seed.info.values())

@@ -1,13 +1,17 @@
 """Every chapter notebook: paired with its py:percent twin, committed without outputs, parameterised."""
 
+import ast
+import re
+from pathlib import Path
+
 import jupytext
 import nbformat
 import pytest
 
-from latentcf.chapters import CHAPTERS
+from latentcf.chapters.registry import CHAPTERS
 from latentcf.core.paths import project_root
 
-ROOT = project_root(__import__("pathlib").Path(__file__).parent)
+ROOT = project_root(Path(__file__).parent)
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
@@ -40,3 +44,26 @@ def test_notebook_has_one_parameters_cell(path):
     for name in ("SCALE = \"smoke\"", "SEED =", "DEVICE = \"auto\""):
         assert name in tagged[0].source
     assert nbformat.read(path, as_version=4).metadata["kernelspec"]["name"] == "python3"
+
+
+SHOWN_CODE = re.compile(r"```\{literalinclude\} (\S+)\n(?::[a-z]+:[^\n]*\n)*?:pyobject: (\w+)")
+
+
+def shown_code() -> list[tuple[Path, str, str]]:
+    """Every ``literalinclude`` with ``:pyobject:`` in a notebook's markdown: (notebook, file, object)."""
+    return [(path, file, name) for path in NOTEBOOKS for cell in nbformat.read(path, as_version=4).cells
+            if cell.cell_type == "markdown" for file, name in SHOWN_CODE.findall(cell.source)]
+
+
+def test_the_book_shows_the_library_code_that_ran_for_the_core_methods():
+    shown = {name for _, _, name in shown_code()}
+    assert {"gradient_ascent", "cfm_loss", "leapfactual"} <= shown
+
+
+@pytest.mark.parametrize("notebook, file, name", shown_code(), ids=lambda v: getattr(v, "stem", v))
+def test_code_shown_on_a_page_exists_in_the_library(notebook, file, name):
+    source = (notebook.parent / file).resolve()
+    assert source.is_relative_to(ROOT / "lib" / "latentcf") and source.is_file(), file
+    defined = {node.name for node in ast.walk(ast.parse(source.read_text()))
+               if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    assert name in defined, f"{file} defines no {name}"

@@ -31,3 +31,17 @@ def test_report_page_marker_is_replaced(tmp_path):
     page.write_text(f"# Report\n\n{MARKER}\n")
     fill_report_page(page, tmp_path / "none", tmp_path / "none")
     assert MARKER not in page.read_text() and "median_distance_x" in page.read_text()
+
+
+def test_pages_that_load_from_another_site_are_found_and_links_are_not(tmp_path):
+    from latentcf.book.build import external_resources
+
+    (tmp_path / "ok.html").write_text('<script src="_static/plotly.min.js"></script>'
+                                      '<a href="https://colab.research.google.com/x">open in Colab</a>'
+                                      '<link rel="canonical" href="https://example.org/page.html">')
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "cdn.html").write_text('<script type="module" src="https://cdn.plot.ly/plotly.min.js">'
+                                               '</script><link rel="stylesheet" href="//fonts.example/css">'
+                                               '<script type="module">import "https://cdn.plot.ly/plotly-4"</script>')
+    found = external_resources(tmp_path)
+    assert list(found) == ["sub/cdn.html"] and len(found["sub/cdn.html"]) == 3

@@ -3,13 +3,14 @@ import json
 import pytest
 import torch
 
+from latentcf.chapters.registry import start_run
 from latentcf.core.errors import LatentcfError
-from latentcf.core.results import REQUIRED_KEYS, load_results, start_run
+from latentcf.core.results import REQUIRED_KEYS, load_results, open_run
 
 
 def test_start_run_seeds_and_loads_settings():
     run = start_run("helix", "smoke", 3, "cpu")
-    assert run.device == torch.device("cpu") and run.settings.n_optimizations > 0
+    assert run.device == torch.device("cpu") and run.settings.scale == "smoke"
     first = torch.rand(3)
     start_run("helix", "smoke", 3, "cpu")
     torch.testing.assert_close(torch.rand(3), first)
@@ -65,3 +66,18 @@ def test_text_facts_are_recorded_as_top_level_keys_and_cannot_replace_required_o
         run.describe(metrics="none")
     with pytest.raises(ValueError, match="fact 'dataset'"):
         run.describe(dataset=3)
+
+
+def test_settings_of_another_scale_are_refused():
+    paper_settings = start_run("helix", "paper", 0, "cpu").settings
+    with pytest.raises(LatentcfError, match="settings of scale 'paper' handed to a smoke-scale run"):
+        open_run("helix", "smoke", 0, "cpu", paper_settings)
+
+
+def test_a_stage_records_its_wall_time_under_one_name():
+    run = start_run("helix", "smoke", 0, "cpu")
+    with run.stage("search_x"):
+        sum(range(1000))
+    assert set(run.metrics) == {"seconds_search_x"} and run.metrics["seconds_search_x"] >= 0
+    with pytest.raises(ValueError, match="does not start with a known stage"), run.stage("training"):
+        pass

@@ -146,15 +146,34 @@ def test_with_time_appends_the_flow_time() -> None:
     torch.testing.assert_close(timed[:, 0, 2], torch.linspace(1.0, 0.0, 5))
 
 
+def test_load_data_describes_the_square_and_the_uniform_source() -> None:
+    data = square.load_data(square.SMOKE, torch.device("cpu"))
+    z, labels = data.sample(500, torch.Generator().manual_seed(0))
+    expected_z, expected_labels = square.sample_square(500, torch.Generator().manual_seed(0))
+    assert torch.equal(z, expected_z) and torch.equal(labels, expected_labels)
+    source = data.sample_source(500, torch.Generator().manual_seed(1))
+    assert source.shape == (500, 2) and source.abs().max() <= 0.5
+
+
 def test_train_velocity_is_cached_and_lowers_the_loss() -> None:
-    settings = replace(square.SETTINGS["smoke"], train_steps=60, hidden_width=16)
-    model, info = square.train_velocity(settings, seed=0, device=torch.device("cpu"))
+    settings = replace(square.SMOKE, flow_steps=60, flow_hidden=16)
+    data = square.load_data(settings, torch.device("cpu"))
+    model, info = square.train_velocity(data, settings, 0, torch.device("cpu"))
     assert not info["cached"] and len(info["loss"]) == 60
     assert sum(info["loss"][-10:]) < sum(info["loss"][:10])
-    again, cached_info = square.train_velocity(settings, seed=0, device=torch.device("cpu"))
+    again, cached_info = square.train_velocity(data, settings, 0, torch.device("cpu"))
     assert cached_info["cached"]
     z = torch.zeros(3, 2)
     torch.testing.assert_close(again(0.5, z, torch.arange(3)), model(0.5, z, torch.arange(3)))
+    other_seed, other_info = square.train_velocity(data, settings, 1, torch.device("cpu"))
+    assert not other_info["cached"]
+    assert not torch.allclose(other_seed(0.5, z, torch.arange(3)), model(0.5, z, torch.arange(3)))
+
+
+def test_the_solver_uses_the_leap_settings() -> None:
+    solver = square.solver(square.PAPER)
+    assert (solver.method, solver.n_steps, solver.rtol, solver.atol) == ("dopri5", 10, 1e-4, 1e-4)
+    assert square.solver(square.PAPER, "rk4", square.PAPER.bench_rk4_steps).n_steps == 10
 
 
 def test_the_square_relations_name_every_blend_alpha() -> None:

@@ -1,23 +1,40 @@
 """Build the HTML book from the papermill-executed notebooks.
 
 The book's sources are staged in ``build/book-src``: the prose pages, the configuration, the
-executed notebooks in place of the output-free ones, and the report page filled with results.
-Jupyter Book then renders them without executing anything (``execute_notebooks: 'off'``).
+executed notebooks in place of the output-free ones, the report page filled with results, the
+library's source, which chapters show on the page with ``literalinclude`` (the code that ran), and
+the static files that make the book work offline: plotly.js (from the plotly package) and MathJax
+(from the ``django-static-mathjax`` package), served once per site from ``_static``. Jupyter Book
+then renders them without executing anything (``execute_notebooks: 'off'``), and the built pages
+are checked to load nothing from outside the site.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
+
 from latentcf.book.report import fill_report_page
 from latentcf.chapters.registry import CHAPTERS
-from latentcf.core.errors import LatentcfError
+from latentcf.core.errors import LatentcfError, optional_import
 from latentcf.core.paths import build_dir, project_root
 
 REPORT_PAGE = "book/reproduction-report.md"
+HIDDEN_TAGS = {"injected-parameters": "remove-cell"}
+"""Cells papermill adds for the run (its injected parameters) are removed from the HTML page; they stay
+in the executed ``.ipynb``."""
+MATHJAX_PARTS = ("tex-mml-chtml.js", "input", "output/chtml", "ui", "a11y", "adaptors", "core.js", "startup.js")
+"""What MathJax 3's ``tex-mml-chtml`` component loads: itself, its fonts and the extensions it autoloads."""
+REMOTE_LOAD = re.compile(r"""<(?:script|img|iframe)\b[^>]*\bsrc=["'](?:https?:)?//[^>]*>""", re.I)
+REMOTE_LINK = re.compile(r"""<link\b[^>]*\bhref=["'](?:https?:)?//[^>]*>""", re.I)
+REMOTE_IMPORT = re.compile(r"""\bimport\s*\(?\s*["'](?:https?:)?//[^"']+["']""")
+LOADING_RELS = re.compile(r"""\brel=["'][^"']*\b(?:stylesheet|preload|modulepreload|icon)\b""", re.I)
 
 
 def stage_sources(out: Path) -> Path:
@@ -33,17 +50,69 @@ def stage_sources(out: Path) -> Path:
             raise LatentcfError(f"chapter '{chapter.name}' has not been executed ({executed} is missing); "
                                 f"run 'python -m latentcf reproduce all' first")
         (stage / chapter.notebook).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(executed, stage / chapter.notebook)
+        stage_notebook(executed, stage / chapter.notebook)
+    shutil.copytree(root / "lib" / "latentcf", stage / "lib" / "latentcf",
+                    ignore=shutil.ignore_patterns("__pycache__", "shipped"))
     fill_report_page(stage / REPORT_PAGE, smoke_dir=out / "results")
+    stage_static(stage / "_static")
     return stage
 
 
+def stage_notebook(executed: Path, staged: Path) -> None:
+    """Copy an executed notebook, tagging the cells of :data:`HIDDEN_TAGS` so the page leaves them out."""
+    notebook = nbformat.read(executed, as_version=4)
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        tags += [hidden for tag, hidden in HIDDEN_TAGS.items() if tag in tags and hidden not in tags]
+    nbformat.write(notebook, staged)
+
+
+def stage_static(folder: Path) -> None:
+    """plotly.min.js and MathJax 3 into the book's ``_static`` folder, so the book needs no CDN."""
+    plotly = optional_import("plotly", "plotly", "the book's interactive figures")
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", folder / "plotly.min.js")
+    spec = importlib.util.find_spec("mathjax")
+    es5 = Path(spec.origin).parent / "static" / "mathjax" / "es5" if spec and spec.origin else None
+    if es5 is None or not (es5 / "tex-mml-chtml.js").is_file():
+        raise LatentcfError("the offline book needs MathJax from the package 'django-static-mathjax', which is "
+                            "not installed: pip install django-static-mathjax")
+    for part in MATHJAX_PARTS:
+        source, target = es5 / part, folder / "mathjax" / part
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        elif source.is_file():
+            shutil.copy2(source, target)
+
+
+def external_resources(html_dir: Path) -> dict[str, list[str]]:
+    """``{page: [tags]}`` of every script, module import, stylesheet, icon, image or frame loaded from another site.
+
+    Links a reader clicks (``<a href=...>``) are not loads and are not listed.
+    """
+    found = {}
+    for page in sorted(html_dir.rglob("*.html")):
+        text = page.read_text(errors="replace")
+        links = [tag for tag in REMOTE_LINK.findall(text) if LOADING_RELS.search(tag)]
+        loads = REMOTE_LOAD.findall(text) + REMOTE_IMPORT.findall(text) + links
+        if loads:
+            found[str(page.relative_to(html_dir))] = loads
+    return found
+
+
 def build_book(out: Path | None = None) -> Path:
-    """Stage the sources and run ``jupyter-book build``; return the path of ``index.html``."""
+    """Stage the sources, run ``jupyter-book build`` and check the pages work offline; return ``index.html``."""
     out = out or build_dir()
     stage = stage_sources(out)
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(stage),
                "--path-output", str(out), "-W", "-n", "--keep-going"]
     if subprocess.run(command).returncode != 0:
         raise LatentcfError("jupyter-book build failed; see the messages above")
-    return out / "_build" / "html" / "index.html"
+    html = out / "_build" / "html"
+    loads = external_resources(html)
+    if loads:
+        listing = "; ".join(f"{page}: {tags[0]}" for page, tags in list(loads.items())[:5])
+        raise LatentcfError(f"{len(loads)} built page(s) load resources from outside the site, so the book "
+                            f"does not work offline: {listing}")
+    return html / "index.html"

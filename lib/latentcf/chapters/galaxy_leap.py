@@ -1,23 +1,30 @@
 """LeapFactual on Galaxy10 DECaLS: reliable counterfactuals as training data (LeapFactual Sec. 4.2, App. B.1.3).
 
-The official pipeline (spec ``leapfactual-official-code.md`` Section 3): a residual WAE-MMD
-autoencoder with perceptual and PatchGAN losses on all training images; a *weak* VGG16-BN trained on
-a class-balanced 20% subset and a *strong* one trained on everything; a CE-CFM flow on the weak
-set's latents with the weak classifier's hard labels. For every weak-set image and each of the nine
-targets ``(y + k) mod 10`` LeapFactual makes a counterfactual (``N_b`` blending leaps) and a reliable
-counterfactual (then ``N_i`` injection leaps). Table 3 retrains the weak classifier with a fraction of
-either set added; Tables 5 and 6 score the CEs along ``N_b`` and ``N_i`` with the weak classifier
-(ACC, AUC), the strong one (ACC_r, AUC_r) and their similarity to the input (SSIM, PSNR).
-Used in ``notebooks/galaxy_leap``.
+The official pipeline (https://github.com/caicairay/LeapFactual, ``Galaxy10/`` and ``training_scripts/``):
+a residual WAE-MMD autoencoder with perceptual and PatchGAN losses on all training images
+(``training_scripts/models/VAE/wae_mmd.py``, ``training_scripts/configs/galaxy10_vae.yaml``); a *weak*
+VGG16-BN trained on a class-balanced 20% subset and a *strong* one trained on everything
+(``training_scripts/models/classifiers/wraped_vgg.py``, ``training_scripts/configs/galaxy10_vgg_{20,100}.yaml``);
+a CE-CFM flow on the weak set's latents with the weak classifier's hard labels
+(``Galaxy10/Galaxy10_train_flow_mlp.py``). For every weak-set image and each of the nine targets
+``(y + k) mod 10`` LeapFactual makes a counterfactual (``N_b`` blending leaps) and a reliable
+counterfactual (then ``N_i`` injection leaps) (``Galaxy10/Galaxy10_generate_data.py``). Table 3
+retrains the weak classifier with a fraction of either set added
+(``training_scripts/configs/galaxy10_vgg_syn_CE.yaml``, ``galaxy10_vgg_syn_robustCE.yaml``); Tables 5
+and 6 (not in the official code: LeapFactual App. B.1.3) score the CEs along ``N_b`` and ``N_i`` with
+the weak classifier (ACC, AUC), the strong one (ACC_r, AUC_r) and their similarity to the input (SSIM,
+PSNR). Used in ``notebooks/galaxy_leap``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
-import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -26,7 +33,9 @@ from tqdm import tqdm
 
 from latentcf.core.batching import in_batches
 from latentcf.core.cache import cached_model, cached_tensors
-from latentcf.core.errors import LatentcfError
+from latentcf.core.errors import LatentcfError, check_targets
+from latentcf.core.runtime import generator, seed_stream
+from latentcf.core.settings import stage_settings
 from latentcf.core.training import epoch_batches, fit, recalibrate_batch_norm
 from latentcf.data import galaxy10
 from latentcf.methods.cfm import ConditionalVelocityMLP, cfm_loss, sample_source
@@ -49,38 +58,33 @@ DATASETS = ("galaxy10-decals", "galaxy10-synthetic")
 CE_FRACTIONS = (10, 50, 100)
 """Percent of the counterfactual set added to the weak set in Table 3."""
 CE_KINDS = {"ce": "CEs", "rce": "reliable CEs"}
+SUBSET_SEED = 0
+"""The seed of the one permutation that picks Table 3's counterfactual subsets, the same in every run and
+for every run seed, as the official fixed-seed ``random_split``."""
 
 
 @dataclass(frozen=True)
 class GalaxyLeapSettings:
     """Everything the chapter needs to know about its scale; field prefixes name the stage they belong to.
 
-    ``data_*``: the data set, its image size and the weak subset (320 per class on the real data).
-    ``wae_*``: the WAE-MMD and its training (official: widths 16..256, 300 epochs, AdamW 3e-4 with
-    weight decay 1e-3, x0.99 per epoch, clip 0.1; perceptual weight 10; PatchGAN base 64 with AdamW
-    5e-5, its weight ramped over 30% of the epochs). ``clf_*``: the VGG16-BN classifiers (AdamW 1e-4,
-    weight decay 0.01, x0.875 per epoch, clip 10, 50 epochs of 256; ImageNet weights and preset at
-    width 1). ``flow_*``: the CE-CFM MLP (width 256, 5 hidden layers, Adam 5e-4, x0.1 at epoch 400 of
-    500). ``leap_*``: LeapFactual (``N_b`` 250 at gamma 0.1; the data set's ``N_i`` 50 at gamma
-    1 / 1.025; dopri5 on 15 grid points) and its sweeps. ``table3_runs`` runs retrain the classifiers
-    of Table 3 under their own seeds (the paper: 5).
-
-    The smoke scale is a 2-core-CPU version on ``galaxy10-synthetic``: 3,000 images rendered at 64x64,
-    centre-cropped to 38 and resized to 32 (the official crop keeps the same 59% of the frame, 150 of
-    256); a weak set of 30 per class (300 images, 11% of the 2,705 training images rather than 20%:
-    every weak-set image costs nine counterfactuals of ``N_b + N_i`` leaps each); narrow networks
-    without ImageNet weights (a width-1/16 VGG16-BN, a 3-stage WAE of widths 16..64, a width-1/16
-    random-feature perceptual loss); the GAN term at weight 0.01 instead of 1 (at weight 1 it wiped
-    out the first epochs: the reconstructions collapsed to one image); fewer epochs, and at least 200
-    steps per classifier (a 150-image weak set has 3 batches per epoch: 15 epochs left it at 21% test
-    accuracy); ``N_b`` 15 and a sweep of ``N_b`` up to 20, ``N_i`` up to 35 (the sweep of Table 6);
-    fixed-step RK4 with 4 steps per ODE solve (16 field evaluations; the official 15-point dopri5
-    takes at least 84, and decoding and classifying after every leap already dominate the CPU time).
-    Measured on the 2-core CPU: at 64x64 input, 6 WAE epochs took 2 minutes and gave reconstructions
-    that the classifiers got right less often than chance; at 32x32 after the crop, 15 epochs took
-    1.6 minutes and reached SSIM 0.71 to the input.
+    ``data_*``: the data set (``galaxy10-decals`` or the offline ``galaxy10-synthetic`` with
+    ``data_synthetic_n`` images rendered at ``data_synthetic_size``), the centre crop ``data_crop`` and
+    the size ``data_image_size`` it is resized to, and the weak subset (``data_weak_per_class`` per
+    class). ``wae_*``: the WAE-MMD (channel widths, bottleneck) and its training (epochs, batch, AdamW
+    lr and weight decay, lr factor per epoch, gradient clip; the perceptual loss's VGG width and
+    weight; the PatchGAN's base width and lr, the share of epochs its weight is ramped over and its
+    final weight). ``classifier_*``: the VGG16-BN classifiers (width factor, hidden units, ImageNet
+    weights and input preset) and their training (epochs, at least ``classifier_min_steps`` steps,
+    batch, AdamW lr and weight decay, lr factor per epoch, clip). ``flow_*``: the CE-CFM MLP (width,
+    hidden layers) and its training (Adam, lr x0.1 from ``flow_lr_drop_epoch``). ``leap_*``:
+    LeapFactual (``N_b`` blending leaps at ``gamma_blend``, ``N_i`` injection leaps at
+    ``gamma_inject_lift`` / ``gamma_inject_land``, the ODE solver), its sweeps (Tables 5, 6 and
+    Figure 9 on the first ``leap_gamma_sweep_sources`` weak-set images) and how many sources are leapt
+    together. ``table3_runs``: how many times the classifiers of Table 3 are retrained, each run under
+    its own random streams. ``eval_batch``: the chunk size of every evaluation.
     """
 
+    scale: str
     data_dataset: str
     data_synthetic_n: int
     data_synthetic_size: int
@@ -101,16 +105,16 @@ class GalaxyLeapSettings:
     wae_discriminator_lr: float
     wae_gan_ramp: float
     wae_gan_weight: float
-    clf_width: float
-    clf_hidden: int
-    clf_imagenet: bool
-    clf_epochs: int
-    clf_min_steps: int
-    clf_batch: int
-    clf_lr: float
-    clf_weight_decay: float
-    clf_lr_decay: float
-    clf_clip: float
+    classifier_width: float
+    classifier_hidden: int
+    classifier_imagenet: bool
+    classifier_epochs: int
+    classifier_min_steps: int
+    classifier_batch: int
+    classifier_lr: float
+    classifier_weight_decay: float
+    classifier_lr_decay: float
+    classifier_clip: float
     flow_width: int
     flow_layers: int
     flow_epochs: int
@@ -137,42 +141,75 @@ class GalaxyLeapSettings:
     eval_batch: int
 
 
-SETTINGS = {
-    "paper": GalaxyLeapSettings(
-        data_dataset="galaxy10-decals", data_synthetic_n=0, data_synthetic_size=0, data_image_size=128, data_crop=150, data_weak_per_class=320,
-        wae_widths=(16, 32, 64, 128, 256), wae_bottleneck=512, wae_epochs=300, wae_batch=128, wae_lr=3e-4,
-        wae_weight_decay=1e-3, wae_lr_decay=0.99, wae_clip=0.1, wae_perceptual_width=1.0, wae_perceptual_weight=10.0,
-        wae_discriminator_base=64, wae_discriminator_lr=5e-5, wae_gan_ramp=0.3, wae_gan_weight=1.0,
-        clf_width=1.0, clf_hidden=4096, clf_imagenet=True, clf_epochs=50, clf_min_steps=0, clf_batch=256, clf_lr=1e-4,
-        clf_weight_decay=0.01, clf_lr_decay=0.875, clf_clip=10.0,
-        flow_width=256, flow_layers=5, flow_epochs=500, flow_batch=256, flow_lr=5e-4, flow_lr_drop_epoch=400,
-        leap_n_blend=250, leap_gamma_blend=0.1, leap_n_inject=50, leap_gamma_inject_lift=1.0,
-        leap_gamma_inject_land=1.025, leap_solver="dopri5", leap_solver_steps=14, leap_rtol=1e-4, leap_atol=1e-4,
-        leap_blend_sweep=(100, 150, 200, 250, 300), leap_inject_sweep=(0, 5, 15, 25, 35),
-        leap_gamma_lift_sweep=(0.9, 0.95, 1.0, 1.05), leap_gamma_land_sweep=(1.0125, 1.025, 1.05, 1.1),
-        leap_gamma_sweep_inject=(10, 20, 30, 40, 50), leap_gamma_sweep_sources=320, leap_sources_per_batch=128,
-        table3_runs=5, eval_batch=256),
-    "smoke": GalaxyLeapSettings(
-        data_dataset="galaxy10-synthetic", data_synthetic_n=3000, data_synthetic_size=64, data_image_size=32, data_crop=38, data_weak_per_class=30,
-        wae_widths=(16, 32, 64), wae_bottleneck=256, wae_epochs=20, wae_batch=64, wae_lr=1e-3,
-        wae_weight_decay=1e-3, wae_lr_decay=0.99, wae_clip=0.1, wae_perceptual_width=1 / 16,
-        wae_perceptual_weight=10.0, wae_discriminator_base=8, wae_discriminator_lr=5e-5, wae_gan_ramp=0.3,
-        wae_gan_weight=0.01,
-        clf_width=1 / 16, clf_hidden=128, clf_imagenet=False, clf_epochs=12, clf_min_steps=200, clf_batch=64, clf_lr=1e-3,
-        clf_weight_decay=0.01, clf_lr_decay=0.875, clf_clip=10.0,
-        flow_width=256, flow_layers=5, flow_epochs=100, flow_batch=64, flow_lr=5e-4, flow_lr_drop_epoch=80,
-        leap_n_blend=15, leap_gamma_blend=0.1, leap_n_inject=35, leap_gamma_inject_lift=1.0,
-        leap_gamma_inject_land=1.025, leap_solver="rk4", leap_solver_steps=4, leap_rtol=1e-4, leap_atol=1e-4,
-        leap_blend_sweep=(5, 10, 15, 20), leap_inject_sweep=(0, 5, 15, 25, 35),
-        leap_gamma_lift_sweep=(0.9, 1.0, 1.05), leap_gamma_land_sweep=(1.0125, 1.025, 1.05),
-        leap_gamma_sweep_inject=(10, 20), leap_gamma_sweep_sources=10, leap_sources_per_batch=256,
-        table3_runs=2, eval_batch=128),
-}
-
-
-def _fields(settings: GalaxyLeapSettings, *prefixes: str) -> dict:
-    """The settings of the named stages (by field prefix): what a cached stage depends on."""
-    return {name: value for name, value in asdict(settings).items() if name.startswith(prefixes)}
+PAPER = GalaxyLeapSettings(
+    scale="paper",
+    # The real data, the official crop of 150 of 256 pixels resized to 128, the first 320 training files per class.
+    data_dataset="galaxy10-decals", data_synthetic_n=0, data_synthetic_size=0, data_image_size=128, data_crop=150,
+    data_weak_per_class=320,
+    # galaxy10_vae.yaml and wae_mmd.py: widths 16..256, 300 epochs, AdamW 3e-4 with weight decay 1e-3, x0.99 per
+    # epoch, clip 0.1; perceptual weight 10 on ImageNet VGG16 features; PatchGAN base 64 with AdamW 5e-5, its weight
+    # ramped over 30% of the epochs.
+    wae_widths=(16, 32, 64, 128, 256), wae_bottleneck=512, wae_epochs=300, wae_batch=128, wae_lr=3e-4,
+    wae_weight_decay=1e-3, wae_lr_decay=0.99, wae_clip=0.1, wae_perceptual_width=1.0, wae_perceptual_weight=10.0,
+    wae_discriminator_base=64, wae_discriminator_lr=5e-5, wae_gan_ramp=0.3, wae_gan_weight=1.0,
+    # galaxy10_vgg_{20,100}.yaml and wraped_vgg.py: ImageNet VGG16-BN at width 1 with the ImageNet input preset,
+    # AdamW 1e-4, weight decay 0.01, x0.875 per epoch, clip 10, 50 epochs of 256.
+    classifier_width=1.0, classifier_hidden=4096, classifier_imagenet=True, classifier_epochs=50,
+    classifier_min_steps=0, classifier_batch=256, classifier_lr=1e-4, classifier_weight_decay=0.01,
+    classifier_lr_decay=0.875, classifier_clip=10.0,
+    # Galaxy10_train_flow_mlp.py: width 256, 5 hidden layers, Adam 5e-4, x0.1 at epoch 400 of 500.
+    flow_width=256, flow_layers=5, flow_epochs=500, flow_batch=256, flow_lr=5e-4, flow_lr_drop_epoch=400,
+    # Galaxy10_generate_data.py: N_b 250 at gamma 0.1, N_i 50 at gamma 1 / 1.025, dopri5 forced onto 15 grid
+    # points; the sweeps of Tables 5, 6 and Figure 9 (LeapFactual App. B.1.3).
+    leap_n_blend=250, leap_gamma_blend=0.1, leap_n_inject=50, leap_gamma_inject_lift=1.0,
+    leap_gamma_inject_land=1.025, leap_solver="dopri5", leap_solver_steps=14, leap_rtol=1e-4, leap_atol=1e-4,
+    leap_blend_sweep=(100, 150, 200, 250, 300), leap_inject_sweep=(0, 5, 15, 25, 35),
+    leap_gamma_lift_sweep=(0.9, 0.95, 1.0, 1.05), leap_gamma_land_sweep=(1.0125, 1.025, 1.05, 1.1),
+    leap_gamma_sweep_inject=(10, 20, 30, 40, 50), leap_gamma_sweep_sources=320, leap_sources_per_batch=128,
+    # The paper's 5 runs of Table 3.
+    table3_runs=5,
+    eval_batch=256,
+)
+SMOKE = dataclasses.replace(
+    PAPER,
+    scale="smoke",
+    data_dataset="galaxy10-synthetic",  # offline stand-in: no 2.54 GB download on a 2-core CPU
+    data_synthetic_n=3000,  # enough for a weak and a strong classifier that differ; rendered in seconds
+    data_synthetic_size=64,  # rendered at 64x64, then cropped and resized as the real 256x256 images are
+    data_image_size=32,  # at 64x64, 6 WAE epochs took 2 min; the classifiers got their reconstructions wrong
+    data_crop=38,  # keeps the same 59% of the frame as the official 150 of 256
+    data_weak_per_class=30,  # 300 images (11%, not 20%): each costs nine CEs of N_b + N_i leaps
+    wae_widths=(16, 32, 64),  # a 3-stage WAE for 32x32 images on a CPU
+    wae_bottleneck=256,  # narrower, with the narrower WAE
+    wae_epochs=20,  # CPU time; at 32x32, 15 epochs took 1.6 minutes and reached SSIM 0.71 to the input
+    wae_batch=64,  # more steps per epoch on the 2,705 training images
+    wae_lr=1e-3,  # fewer epochs need a larger step
+    wae_perceptual_width=1 / 16,  # a narrow random-feature perceptual loss: no ImageNet weights at this width
+    wae_discriminator_base=8,  # a PatchGAN as narrow as the WAE
+    wae_gan_weight=0.01,  # at weight 1 the GAN term wiped out the first epochs: reconstructions collapsed to one image
+    classifier_width=1 / 16,  # a narrow VGG16-BN on a CPU, so no ImageNet weights fit
+    classifier_hidden=128,  # the classifier head, as narrow as the width-1/16 features
+    classifier_imagenet=False,  # no ImageNet weights (or input preset) at width 1/16
+    classifier_epochs=12,  # CPU time
+    classifier_min_steps=200,  # the weak set has few batches per epoch: 15 epochs of 150 images left it at 21%
+    classifier_batch=64,  # more steps on the small weak set
+    classifier_lr=1e-3,  # from random initialisation in few steps
+    flow_epochs=100,  # CPU time; the 300 weak-set latents are learnt in fewer epochs
+    flow_batch=64,  # more steps per epoch on 300 latents
+    flow_lr_drop_epoch=80,  # the official drop at 80% of the epochs
+    leap_n_blend=15,  # CPU time: decoding and classifying after every leap dominate
+    leap_n_inject=35,  # the largest N_i of Table 6's sweep, which the smoke scale keeps whole
+    leap_solver="rk4",  # fixed steps: the official 15-point dopri5 takes at least 84 field evaluations
+    leap_solver_steps=4,  # 4 RK4 steps, 16 field evaluations per ODE solve
+    leap_blend_sweep=(5, 10, 15, 20),  # around the smoke N_b of 15
+    leap_gamma_lift_sweep=(0.9, 1.0, 1.05),  # three points of Figure 9's left panel, for CPU time
+    leap_gamma_land_sweep=(1.0125, 1.025, 1.05),  # three points of Figure 9's right panel, for CPU time
+    leap_gamma_sweep_inject=(10, 20),  # up to the smoke sweep's N_i, for CPU time
+    leap_gamma_sweep_sources=10,  # 90 CEs per step size, for CPU time
+    leap_sources_per_batch=256,  # the 300-image weak set in two chunks of leaps
+    table3_runs=2,  # the fewest runs that give a standard error, for CPU time
+    eval_batch=128,  # a large batch is slower on a CPU
+)
 
 
 def solver(settings: GalaxyLeapSettings) -> Solver:
@@ -202,30 +239,36 @@ class GalaxyData:
 
     def images(self, indices: torch.Tensor, device: torch.device,
                augment: torch.Generator | None = None) -> torch.Tensor:
-        """Float images ``(B, 3, S, S)`` in [0, 1] on ``device``: the test transform, or the train one with ``augment``."""
+        """Float images ``(B, 3, S, S)`` in [0, 1] on ``device``: the test transform, or with ``augment`` the train one.
+
+        The train transform adds a random rotation, drawn from ``augment``, before the crop.
+        """
         return transform(self.source.read_images(indices).to(device), self.crop, self.image_size, augment)
 
 
 def transform(images: torch.Tensor, crop: int, size: int, augment: torch.Generator | None = None) -> torch.Tensor:
-    """uint8 ``(B, 3, H, W)`` to float ``(B, 3, size, size)``: optional random rotation, centre crop, resize (spec 3.2).
+    """uint8 ``(B, 3, H, W)`` to float ``(B, 3, size, size)``: optional random rotation, centre crop, resize.
 
-    Officially the crop is 150 of 256 pixels and the size 128. Counterfactuals (already ``size`` x
-    ``size``, smaller than the crop) are only rotated, as officially.
+    As the official transforms (``training_scripts/data/dataset_lit.py``): the crop is 150 of 256
+    pixels and the size 128. Counterfactuals (already ``size`` x ``size``, smaller than the crop) are
+    only rotated, as officially.
     """
     if augment is not None:
         images = galaxy10.random_rotation(images, augment)
     return galaxy10.preprocess(images, crop=crop, size=size)
 
 
-def load_data(settings: GalaxyLeapSettings, scale: str) -> GalaxyData:
+def load_data(settings: GalaxyLeapSettings, device: torch.device | str) -> GalaxyData:
     """The data set of ``settings`` with the official split and weak subset.
 
-    Paper scale refuses the synthetic stand-in: the published numbers need the real data. The
-    real file is downloaded (2.54 GB, SHA256-checked) when it is not in the cache yet.
+    Paper scale (``settings.scale == "paper"``) refuses the synthetic stand-in: the published
+    numbers need the real data. The real file is downloaded (2.54 GB, SHA256-checked) when it is not
+    in the cache yet. Images stay uint8 on the CPU and are read per batch (:meth:`GalaxyData.images`
+    moves them to the device its caller names), so ``device`` only serves the common signature.
     """
     if settings.data_dataset not in DATASETS:
         raise LatentcfError(f"unknown data set '{settings.data_dataset}'; use one of {', '.join(DATASETS)}")
-    if scale == "paper" and settings.data_dataset != "galaxy10-decals":
+    if settings.scale == "paper" and settings.data_dataset != "galaxy10-decals":
         raise LatentcfError("the paper scale reproduces published numbers (Tables 3, 5, 6), which need the real "
                             "Galaxy10 DECaLS; galaxy10-synthetic is for the smoke scale only")
     if settings.data_dataset == "galaxy10-decals":
@@ -258,7 +301,8 @@ def build_wae(settings: GalaxyLeapSettings) -> ResidualWAE:
 
 def build_classifier(settings: GalaxyLeapSettings) -> VGG16BN:
     """A VGG16-BN of the settings' width; ImageNet input preset with ImageNet weights (width 1)."""
-    return VGG16BN(NUM_CLASSES, settings.clf_width, settings.clf_hidden, imagenet_input=settings.clf_imagenet)
+    return VGG16BN(NUM_CLASSES, settings.classifier_width, settings.classifier_hidden,
+                   imagenet_input=settings.classifier_imagenet)
 
 
 def imagenet_weights(name: str, wanted: bool) -> dict[str, torch.Tensor] | None:
@@ -270,10 +314,6 @@ def imagenet_weights(name: str, wanted: bool) -> dict[str, torch.Tensor] | None:
         warnings.warn(f"ImageNet weights '{name}' cannot be downloaded here: training from random initialisation, "
                       "unlike the official code", stacklevel=2)
     return state
-
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def _epoch_factor(decay: float, steps_per_epoch: int) -> Callable[[int], float]:
@@ -294,17 +334,20 @@ def discriminator_step(discriminator: PatchDiscriminator, optimizer: torch.optim
 
 def train_wae(data: GalaxyData, settings: GalaxyLeapSettings, seed: int,
               device: torch.device) -> tuple[ResidualWAE, dict]:
-    """The WAE-MMD on all training images with the train augmentation (spec 3.3); cached.
+    """The WAE-MMD on all training images with the train augmentation; cached.
 
+    As ``training_scripts/models/VAE/wae_mmd.py`` with ``training_scripts/configs/galaxy10_vae.yaml``.
     Per batch: one discriminator step, then the generator loss ``MSE + w_p * perceptual + MMD +
     w_G(epoch) * LSGAN``, whose AdamW step :func:`latentcf.core.training.fit` takes (the official code
     steps the generator first; the order within a batch is the only difference). BatchNorm statistics
-    are recalibrated afterwards.
+    are recalibrated afterwards. Random streams: ``wae/batches``, ``wae/augment``, ``wae/prior`` (on
+    ``device``), and ``wae/perceptual/init``, ``wae/init``, ``wae/discriminator/init`` for the
+    initialisations.
     """
-    batches = epoch_batches(len(data.train), settings.wae_batch, settings.wae_epochs, _generator(seed))
+    batches = epoch_batches(len(data.train), settings.wae_batch, settings.wae_epochs, generator(seed, "wae/batches"))
     steps_per_epoch = math.ceil(len(data.train) / settings.wae_batch)
-    augment, noise = _generator(seed + 1), torch.Generator(device=device).manual_seed(seed + 2)
-    torch.manual_seed(seed)
+    augment, noise = generator(seed, "wae/augment"), generator(seed, "wae/prior", device)
+    seed_stream(seed, "wae/perceptual/init")
     perceptual = PerceptualLoss(settings.wae_perceptual_width).to(device)
     perceptual_weights = imagenet_weights("vgg16_features", settings.wae_perceptual_width == 1)
     if perceptual_weights is not None:
@@ -313,6 +356,7 @@ def train_wae(data: GalaxyData, settings: GalaxyLeapSettings, seed: int,
     ramp_epochs = round(settings.wae_gan_ramp * settings.wae_epochs)
 
     def train(wae: ResidualWAE) -> dict:
+        seed_stream(seed, "wae/discriminator/init")
         discriminator = PatchDiscriminator(settings.wae_discriminator_base).to(device)
         optimizer = torch.optim.AdamW(discriminator.parameters(), lr=settings.wae_discriminator_lr)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _epoch_factor(settings.wae_lr_decay, steps_per_epoch))
@@ -334,10 +378,14 @@ def train_wae(data: GalaxyData, settings: GalaxyLeapSettings, seed: int,
                                list(torch.arange(len(data.train)).split(settings.eval_batch)))
         return {**info, "discriminator_loss": torch.stack(discriminator_losses).cpu().tolist()}
 
-    key = {"seed": seed, **_fields(settings, "data_dataset", "data_synthetic", "data_image", "data_crop", "wae_"),
-           "imagenet_perceptual": perceptual_weights is not None,
-           "batch_norm": "recalibrated after training"}
-    wae, info = cached_model("galaxy_wae", key, lambda: build_wae(settings).to(device), train)
+    key = stage_settings(settings, "data", "wae", seed=seed, imagenet_perceptual=perceptual_weights is not None,
+                         batch_norm="recalibrated after training")
+
+    def build() -> ResidualWAE:
+        seed_stream(seed, "wae/init")
+        return build_wae(settings).to(device)
+
+    wae, info = cached_model("galaxy_wae", key, build, train)
     return wae, {**info, "imagenet_perceptual": perceptual_weights is not None}
 
 
@@ -350,29 +398,46 @@ class CounterfactualImages:
     provenance: dict
 
 
-def train_classifier(data: GalaxyData, indices: torch.Tensor, settings: GalaxyLeapSettings, seed: int,
-                     device: torch.device, name: str,
-                     extra: CounterfactualImages | None = None) -> tuple[VGG16BN, dict]:
+def classifier_stream(name: str, run: int, what: str) -> str:
+    """The random stream ``what`` of classifier ``name`` in Table 3 run ``run``: ``"classifier/weak/run0/init"``.
+
+    Run 0 holds the chapter's weak and strong classifiers, so Table 3's first run reuses them; a
+    classifier retrained with counterfactuals draws from the streams of its run's weak classifier
+    (same initialisation, as the official code's fixed seed gives).
+    """
+    return f"classifier/{name}/run{run}/{what}"
+
+
+def train_classifier(data: GalaxyData, settings: GalaxyLeapSettings, seed: int, device: torch.device, *,
+                     indices: torch.Tensor, name: str, extra: CounterfactualImages | None = None,
+                     run: int = 0) -> tuple[VGG16BN, dict]:
     """A VGG16-BN on the images ``indices`` (train augmentation) plus optionally generated images ``extra``.
 
-    Cross-entropy, AdamW (lr ``clf_lr``, weight decay 0.01), x0.875 per epoch, gradient norm clipped
-    at 10 (spec 3.4, 3.7), ``clf_epochs`` epochs or as many as make ``clf_min_steps`` steps (smoke
-    scale: the 300-image weak set has 5 batches per epoch). Generated images get the rotation only, as
-    officially. ImageNet weights at width 1 when they can be had. BatchNorm statistics are recalibrated
-    afterwards. Cached.
+    As ``training_scripts/models/classifiers/wraped_vgg.py`` with ``training_scripts/configs/galaxy10_vgg_20.yaml``
+    (the weak set), ``galaxy10_vgg_100.yaml`` (all training images) and, with ``extra``,
+    ``galaxy10_vgg_syn_CE.yaml`` / ``galaxy10_vgg_syn_robustCE.yaml``: cross-entropy, AdamW (lr
+    ``classifier_lr``, weight decay 0.01), x0.875 per epoch, gradient norm clipped at 10,
+    ``classifier_epochs`` epochs or as many as make ``classifier_min_steps`` steps (smoke scale: the
+    300-image weak set has 5 batches per epoch). Generated images get the rotation only, as
+    officially. ImageNet weights at width 1 when they can be had. BatchNorm statistics are
+    recalibrated afterwards. ``name`` (``"weak"``, ``"strong"``) and Table 3's ``run`` name the random
+    streams (:func:`classifier_stream`: ``batches``, ``augment``, ``batch_norm``, ``init``). Cached.
     """
     n_original = len(indices)
     n_total = n_original + (0 if extra is None else len(extra.target))
-    steps_per_epoch = math.ceil(n_total / settings.clf_batch)
-    epochs = max(settings.clf_epochs, math.ceil(settings.clf_min_steps / steps_per_epoch))
-    batches = epoch_batches(n_total, settings.clf_batch, epochs, _generator(seed))
-    augment = _generator(seed + 1)
-    weights = imagenet_weights("vgg16_bn", settings.clf_imagenet)
+    steps_per_epoch = math.ceil(n_total / settings.classifier_batch)
+    epochs = max(settings.classifier_epochs, math.ceil(settings.classifier_min_steps / steps_per_epoch))
+    batches = epoch_batches(n_total, settings.classifier_batch, epochs,
+                            generator(seed, classifier_stream(name, run, "batches")))
+    augment = generator(seed, classifier_stream(name, run, "augment"))
+    weights = imagenet_weights("vgg16_bn", settings.classifier_imagenet)
 
     def batch(items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         original, generated = items[items < n_original], items[items >= n_original] - n_original
-        x = [data.images(indices[original], device, augment)]
-        y = [data.labels[indices[original]]]
+        x, y = [], []
+        if len(original):  # a batch of counterfactuals only has no original image to read
+            x.append(data.images(indices[original], device, augment))
+            y.append(data.labels[indices[original]])
         if extra is not None and len(generated):
             x.append(transform(extra.images[generated].to(device), data.crop, data.image_size, augment))
             y.append(extra.target[generated])
@@ -386,18 +451,23 @@ def train_classifier(data: GalaxyData, indices: torch.Tensor, settings: GalaxyLe
             x, y = batch(batches[step])
             return F.cross_entropy(classifier(x), y)
 
-        info = fit(classifier, loss, len(batches), settings.clf_lr, f"VGG16-BN {name}",
-                   weight_decay=settings.clf_weight_decay,
-                   lr_factor=_epoch_factor(settings.clf_lr_decay, steps_per_epoch), clip_norm=settings.clf_clip)
+        info = fit(classifier, loss, len(batches), settings.classifier_lr, f"VGG16-BN {name}",
+                   weight_decay=settings.classifier_weight_decay,
+                   lr_factor=_epoch_factor(settings.classifier_lr_decay, steps_per_epoch),
+                   clip_norm=settings.classifier_clip)
+        order = torch.randperm(n_total, generator=generator(seed, classifier_stream(name, run, "batch_norm")))
         recalibrate_batch_norm(classifier, lambda items: classifier(batch(items)[0]),
-                               list(torch.randperm(n_total, generator=_generator(seed + 2)).split(settings.eval_batch)))
+                               list(order.split(settings.eval_batch)))
         return info
 
-    key = {"seed": seed, "trained_on": name, **_fields(settings, "data_", "clf_"),
-           "imagenet": weights is not None, "extra": None if extra is None else extra.provenance,
-           "batch_norm": "recalibrated after training"}
-    torch.manual_seed(seed)
-    classifier, info = cached_model("galaxy_vgg", key, lambda: build_classifier(settings).to(device), train)
+    def build() -> VGG16BN:
+        seed_stream(seed, classifier_stream(name, run, "init"))
+        return build_classifier(settings).to(device)
+
+    key = stage_settings(settings, "data", "classifier", seed=seed, run=run, trained_on=name,
+                         imagenet=weights is not None, extra=None if extra is None else extra.provenance,
+                         batch_norm="recalibrated after training")
+    classifier, info = cached_model("galaxy_vgg", key, build, train)
     return classifier, {**info, "imagenet": weights is not None}
 
 
@@ -408,10 +478,10 @@ def probabilities(classifier: VGG16BN, x: torch.Tensor, batch: int) -> torch.Ten
 
 @torch.no_grad()
 def test_scores(classifier: VGG16BN, data: GalaxyData, device: torch.device, batch: int) -> dict[str, float]:
-    """``{"acc", "auc"}`` of a classifier on the test set: micro accuracy and macro one-vs-rest AUROC (spec 3.4).
+    """``{"acc", "auc"}`` of a classifier on the test set: micro accuracy and macro one-vs-rest AUROC.
 
-    The official validation sees a random 1,664 of the 1,769 test images per epoch (``drop_last``);
-    this scores all of them, reading them in chunks.
+    The official validation (``training_scripts/data/dataset_lit.py``, ``drop_last``) sees a random
+    1,664 of the 1,769 test images per epoch; this scores all of them, reading them in chunks.
     """
     p = torch.cat([probabilities(classifier, data.images(chunk, device), batch)
                    for chunk in data.test.split(batch)])
@@ -419,17 +489,20 @@ def test_scores(classifier: VGG16BN, data: GalaxyData, device: torch.device, bat
     return {"acc": target_accuracy(p, labels), "auc": macro_auroc(p, labels, NUM_CLASSES)}
 
 
-def train_velocity(wae: ResidualWAE, weak: VGG16BN, data: GalaxyData, settings: GalaxyLeapSettings, seed: int,
-                   device: torch.device, trained_on: dict) -> tuple[ConditionalVelocityMLP, dict]:
-    """The CE-CFM field on the weak set's latents, conditioned on the weak classifier's hard labels (spec 3.5).
+def train_velocity(data: GalaxyData, settings: GalaxyLeapSettings, seed: int, device: torch.device, *,
+                   wae: ResidualWAE, weak: VGG16BN, pretrained: dict[str, bool]) -> tuple[ConditionalVelocityMLP, dict]:
+    """The CE-CFM field on the weak set's latents, conditioned on the weak classifier's hard labels.
 
-    Each batch is freshly augmented, encoded by the (frozen) WAE and labelled ``argmax`` of the
-    (frozen) weak classifier; ``sigma = 0``, ``N(0, I)`` source; Adam, lr x0.1 from
-    ``flow_lr_drop_epoch``. ``trained_on`` (the WAE's and classifier's keys) enters the cache key.
+    As ``Galaxy10/Galaxy10_train_flow_mlp.py``: each batch is freshly augmented, encoded by the
+    (frozen) WAE and labelled ``argmax`` of the (frozen) weak classifier; ``sigma = 0``, ``N(0, I)``
+    source; Adam, lr x0.1 from ``flow_lr_drop_epoch``. ``pretrained`` (``{"imagenet": ...,
+    "imagenet_perceptual": ...}``: whether the weak classifier and the WAE's perceptual loss started
+    from ImageNet weights) enters the cache key with the data, WAE, classifier and flow settings.
+    Random streams: ``flow/batches``, ``flow/augment``, ``flow/noise`` (on ``device``), ``flow/init``.
     """
-    batches = epoch_batches(len(data.weak), settings.flow_batch, settings.flow_epochs, _generator(seed + 3))
+    batches = epoch_batches(len(data.weak), settings.flow_batch, settings.flow_epochs, generator(seed, "flow/batches"))
     steps_per_epoch = math.ceil(len(data.weak) / settings.flow_batch)
-    augment, noise = _generator(seed + 4), torch.Generator(device=device).manual_seed(seed + 5)
+    augment, noise = generator(seed, "flow/augment"), generator(seed, "flow/noise", device)
 
     def loss(velocity: ConditionalVelocityMLP, step: int) -> torch.Tensor:
         with torch.no_grad():
@@ -442,10 +515,12 @@ def train_velocity(wae: ResidualWAE, weak: VGG16BN, data: GalaxyData, settings: 
         return fit(velocity, lambda step: loss(velocity, step), len(batches), settings.flow_lr, "CE-CFM flow",
                    lr_factor=lambda step: 0.1 if step // steps_per_epoch >= settings.flow_lr_drop_epoch else 1.0)
 
-    torch.manual_seed(seed + 3)
-    return cached_model("galaxy_flow", {"seed": seed, **_fields(settings, "data_", "flow_"), **trained_on},
-                        lambda: ConditionalVelocityMLP(LATENT_DIM, NUM_CLASSES, settings.flow_width,
-                                                       settings.flow_layers).to(device), train)
+    def build() -> ConditionalVelocityMLP:
+        seed_stream(seed, "flow/init")
+        return ConditionalVelocityMLP(LATENT_DIM, NUM_CLASSES, settings.flow_width, settings.flow_layers).to(device)
+
+    key = stage_settings(settings, "data", "wae", "classifier", "flow", seed=seed, **pretrained)
+    return cached_model("galaxy_flow", key, build, train)
 
 
 @dataclass
@@ -473,14 +548,28 @@ class GalaxyModels:
         return in_batches(self.wae.decode, z, self.batch)
 
 
-def train_models(data: GalaxyData, settings: GalaxyLeapSettings, seed: int, device: torch.device) -> GalaxyModels:
-    """Train (or load) the WAE, the weak (20%) and strong (100%) classifiers and the flow; load LPIPS if it can be had."""
-    wae, wae_info = train_wae(data, settings, seed, device)
-    weak, weak_info = train_classifier(data, data.weak, settings, seed, device, "weak")
-    strong, strong_info = train_classifier(data, data.train, settings, seed, device, "strong")
-    trained_on = {"wae": _fields(settings, "wae_"), "weak": _fields(settings, "clf_"),
-                  "imagenet": weak_info["imagenet"], "imagenet_perceptual": wae_info["imagenet_perceptual"]}
-    velocity, velocity_info = train_velocity(wae, weak, data, settings, seed, device, trained_on)
+def _untimed(name: str) -> AbstractContextManager:
+    return contextlib.nullcontext()
+
+
+def train_models(data: GalaxyData, settings: GalaxyLeapSettings, seed: int, device: torch.device, *,
+                 stage: Callable[[str], AbstractContextManager] = _untimed) -> GalaxyModels:
+    """Train (or load) the WAE, the weak (20%) and strong (100%) classifiers and the flow; load LPIPS if it can be had.
+
+    Each training runs inside ``stage("wae")``, ``stage("classifier_weak")``,
+    ``stage("classifier_strong")``, ``stage("flow")``: pass a run's :meth:`~latentcf.core.results.Run.stage`
+    to record their times as ``seconds_<stage>``.
+    """
+    with stage("wae"):
+        wae, wae_info = train_wae(data, settings, seed, device)
+    with stage("classifier_weak"):
+        weak, weak_info = train_classifier(data, settings, seed, device, indices=data.weak, name="weak")
+    with stage("classifier_strong"):
+        strong, strong_info = train_classifier(data, settings, seed, device, indices=data.train, name="strong")
+    pretrained = {"imagenet": weak_info["imagenet"], "imagenet_perceptual": wae_info["imagenet_perceptual"]}
+    with stage("flow"):
+        velocity, velocity_info = train_velocity(data, settings, seed, device, wae=wae, weak=weak,
+                                                 pretrained=pretrained)
     lpips = lpips_squeeze()
     return GalaxyModels(wae, weak, strong, velocity,
                         {"wae": wae_info, "weak": weak_info, "strong": strong_info, "flow": velocity_info},
@@ -490,7 +579,9 @@ def train_models(data: GalaxyData, settings: GalaxyLeapSettings, seed: int, devi
 # Counterfactuals ----------------------------------------------------------------------------------
 
 def shifted_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every source towards the nine other classes: ``target = (y + k) mod 10`` for ``k = 1..9`` (spec 3.6).
+    """Every source towards the nine other classes: ``target = (y + k) mod 10`` for ``k = 1..9``.
+
+    As ``Galaxy10/Galaxy10_generate_data.py``.
 
     Shapes: ``labels: (n,) -> (source (9n,), target (9n,))``, ``source`` indexing ``labels``.
     """
@@ -511,11 +602,13 @@ def leap_checkpoints(models: GalaxyModels, z: torch.Tensor, target: torch.Tensor
     """Latents after ``n_blend`` blending leaps and after further injection leaps, at the requested counts.
 
     Shapes: ``z: (B, 64)``, ``target: (B,)`` ``-> {"nb<N>" or "ni<N>": (B, 64)}``. Current labels
-    are the weak classifier's hard labels, recomputed before every leap (spec 3.6). One trajectory
-    gives every count: the state after ``N`` leaps of a longer run is the result of a run with ``N``.
-    Blending counts beyond ``settings.leap_n_blend`` continue blending from there; injection always
-    starts from ``settings.leap_n_blend``.
+    are the weak classifier's hard labels, recomputed before every leap (as
+    ``Galaxy10/Galaxy10_generate_data.py``). One trajectory gives every count: the state after ``N``
+    leaps of a longer run is the result of a run with ``N``. Blending counts beyond
+    ``settings.leap_n_blend`` continue blending from there; injection always starts from
+    ``settings.leap_n_blend``. A target outside ``0..9`` raises :class:`LatentcfError`.
     """
+    check_targets(target, NUM_CLASSES, len(z))
     n_blend = settings.leap_n_blend
     run = leapfactual(models.velocity, models, models.weak_label, z, target, n_blend=n_blend,
                       gamma_blend=settings.leap_gamma_blend, n_inject=max(inject_at, default=0),
@@ -548,31 +641,32 @@ def score_images(models: GalaxyModels, x_cf: torch.Tensor, x_input: torch.Tensor
 
 
 def counterfactual_key(models: GalaxyModels, settings: GalaxyLeapSettings, seed: int) -> dict:
-    """What the counterfactual set depends on: every setting of data, models and leaps, the seed, the initialisations."""
-    return {"seed": seed, **_fields(settings, "data_", "wae_", "clf_", "flow_", "leap_"),
-            "imagenet": models.info["weak"]["imagenet"], "imagenet_perceptual": models.info["wae"]["imagenet_perceptual"],
-            "lpips": models.lpips is not None}
+    """What the counterfactual set depends on: the data, model and leap settings, the seed, the initialisations."""
+    return stage_settings(settings, "data", "wae", "classifier", "flow", "leap", seed=seed,
+                          imagenet=models.info["weak"]["imagenet"],
+                          imagenet_perceptual=models.info["wae"]["imagenet_perceptual"], lpips=models.lpips is not None)
 
 
 def generate_counterfactuals(models: GalaxyModels, data: GalaxyData, settings: GalaxyLeapSettings, seed: int,
                              device: torch.device) -> dict[str, torch.Tensor]:
     """CEs and reliable CEs of every weak-set image towards its nine other classes, with the sweep scores; cached.
 
-    Sources are the weak set under the train augmentation (a random rotation), as in the official
-    generation script. Returns flat tensors: ``x_input (n, 3, S, S)`` uint8 and ``label (n,)`` of the
-    sources; ``source (M,)`` and ``target (M,)`` per pair (``M = 9 n``); ``x_ce`` (``N_b`` blending leaps)
-    and ``x_rce`` (then ``N_i`` injection leaps), uint8 ``(M, 3, S, S)``; and for every checkpoint
-    ``c`` of :func:`checkpoint_names` the scores ``c/p_weak``, ``c/p_strong``, ``c/ssim``, ``c/psnr``
-    (and ``c/lpips``) of :func:`score_images`, plus ``rec/...`` for the plain reconstruction.
+    Sources are the weak set under the train augmentation (a random rotation from the stream
+    ``leap/augment``), as in the official generation script (``Galaxy10/Galaxy10_generate_data.py``).
+    Returns flat tensors: ``x_input (n, 3, S, S)`` uint8 and ``label (n,)`` of the sources;
+    ``source (M,)`` and ``target (M,)`` per pair (``M = 9 n``); ``x_ce`` (``N_b`` blending leaps) and
+    ``x_rce`` (then ``N_i`` injection leaps), uint8 ``(M, 3, S, S)``; and for every checkpoint ``c`` of
+    :func:`checkpoint_names` the scores ``c/p_weak``, ``c/p_strong``, ``c/ssim``, ``c/psnr`` (and
+    ``c/lpips``) of :func:`score_images`, plus ``rec/...`` for the plain reconstruction.
     Memory-mapped when loaded.
     """
     def make() -> dict[str, torch.Tensor]:
-        augment = _generator(seed + 6)
+        augment = generator(seed, "leap/augment")
         parts: dict[str, list[torch.Tensor]] = {}
         sources = data.weak.split(settings.leap_sources_per_batch)
         inject_at = tuple(sorted({0, *settings.leap_inject_sweep, settings.leap_n_inject}))
         scored, reliable = ("rec", *checkpoint_names(settings)), f"ni{settings.leap_n_inject}"
-        offset, started = 0, time.perf_counter()
+        offset = 0
         for chunk in tqdm(sources, desc="LeapFactual CEs", unit="batch"):
             x = data.images(chunk, device, augment)
             source, target = shifted_targets(data.labels[chunk])
@@ -591,14 +685,15 @@ def generate_counterfactuals(models: GalaxyModels, data: GalaxyData, settings: G
             parts.setdefault("source", []).append(source + offset)
             parts.setdefault("target", []).append(target)
             offset += len(chunk)
-        tensors = {name: torch.cat(values) for name, values in parts.items()}
-        return {**tensors, "seconds": torch.tensor(time.perf_counter() - started)}
+        return {name: torch.cat(values) for name, values in parts.items()}
 
     return cached_tensors("galaxy_counterfactuals", counterfactual_key(models, settings, seed), make, mmap=True)
 
 
 def sweep_metrics(generated: dict[str, torch.Tensor], names: list[str]) -> dict[str, float]:
-    """Tables 5 and 6 from stored scores: ``acc/auc`` (weak), ``acc_r/auc_r`` (strong), ``ssim``, ``psnr`` per checkpoint.
+    """Tables 5 and 6 from stored scores: ``acc/auc`` (weak), ``acc_r/auc_r`` (strong), ``ssim``, ``psnr`` per point.
+
+    Not in the official code: LeapFactual App. B.1.3, Tables 5 and 6.
 
     Keys: ``<metric>_<checkpoint>``, e.g. ``acc_r_ni25``, ``ssim_nb250``; ``lpips_<checkpoint>`` where
     LPIPS was computed.
@@ -629,11 +724,13 @@ def gamma_sweep(models: GalaxyModels, data: GalaxyData, settings: GalaxyLeapSett
 
     Left panel: ``gamma_lift`` in ``leap_gamma_lift_sweep`` with ``gamma_land = gamma_lift + 0.025``;
     right panel: ``gamma_land`` in ``leap_gamma_land_sweep`` with ``gamma_lift = 1``. On the first
-    ``leap_gamma_sweep_sources`` weak-set images, towards their nine other classes. Keys:
+    ``leap_gamma_sweep_sources`` weak-set images (rotated from the stream ``leap/augment``, as in
+    :func:`generate_counterfactuals`), towards their nine other classes. Not in the official code:
+    LeapFactual App. B.1.3. Keys:
     ``acc_r_lift<g>_ni<N>``, ``ssim_lift<g>_ni<N>``, ``acc_r_land<g>_ni<N>``, ``ssim_land<g>_ni<N>``.
     """
     chunk = data.weak[:settings.leap_gamma_sweep_sources]
-    x = data.images(chunk, device, _generator(seed + 6))
+    x = data.images(chunk, device, generator(seed, "leap/augment"))
     source, target = shifted_targets(data.labels[chunk])
     z, x_pairs = models.encode(x)[source], x[source]
     panels = {f"lift{gamma_key(g)}": (g, g + 0.025) for g in settings.leap_gamma_lift_sweep}
@@ -657,48 +754,54 @@ def counterfactual_subset(generated: dict[str, torch.Tensor], kind: str, percent
 
     The subset is the first ``percent`` % of one fixed permutation, so the CE and reliable-CE subsets
     hold the same (source, target) pairs and the smaller subsets lie inside the larger ones, as the
-    official fixed-seed ``random_split`` gives.
+    official fixed-seed ``random_split`` gives; the permutation is the stream
+    ``table3/counterfactual_subset`` of :data:`SUBSET_SEED`, whatever the run's seed.
     """
     if kind not in CE_KINDS:
         raise LatentcfError(f"unknown counterfactual kind '{kind}'; use one of {', '.join(CE_KINDS)}")
     if not 0 < percent <= 100:
         raise LatentcfError(f"the share of counterfactuals must be in (0, 100] percent, got {percent}")
     n = len(generated["target"])
-    chosen = torch.randperm(n, generator=_generator(0))[:round(n * percent / 100)].sort().values
+    order = torch.randperm(n, generator=generator(SUBSET_SEED, "table3/counterfactual_subset"))
+    chosen = order[:round(n * percent / 100)].sort().values
     return CounterfactualImages(generated[f"x_{kind}"][chosen], generated["target"][chosen],
                                 {**provenance, "kind": kind, "percent": percent})
 
 
 def table3_run(data: GalaxyData, generated: dict[str, torch.Tensor], settings: GalaxyLeapSettings, seed: int,
-               device: torch.device, provenance: dict) -> dict[str, float]:
-    """One run of Table 3: the weak and strong baselines and the weak set plus 10/50/100% CEs or reliable CEs.
+               device: torch.device, *, run: int, provenance: dict) -> dict[str, float]:
+    """Run ``run`` of Table 3: the weak and strong baselines and the weak set plus 10/50/100% CEs or reliable CEs.
 
-    ``provenance`` (:func:`counterfactual_key`) names the counterfactual set in the classifiers' cache keys.
+    The classifiers draw from the random streams of ``run`` (:func:`classifier_stream`); run 0's
+    baselines are the chapter's weak and strong classifiers. ``provenance`` (:func:`counterfactual_key`)
+    names the counterfactual set in the classifiers' cache keys.
 
     Returns ``acc_weak, auc_weak, acc_strong, auc_strong`` and ``acc_<kind>_<percent>``,
     ``auc_<kind>_<percent>`` for ``kind`` in ``ce, rce``: test-set scores of the last epoch.
     """
     metrics = {}
     for name, indices in (("weak", data.weak), ("strong", data.train)):
-        classifier, _ = train_classifier(data, indices, settings, seed, device, name)
+        classifier, _ = train_classifier(data, settings, seed, device, indices=indices, name=name, run=run)
         metrics.update({f"{score}_{name}": value
                         for score, value in test_scores(classifier, data, device, settings.eval_batch).items()})
     for kind in CE_KINDS:
         for percent in CE_FRACTIONS:
             extra = counterfactual_subset(generated, kind, percent, provenance)
-            classifier, _ = train_classifier(data, data.weak, settings, seed, device, "weak", extra)
+            classifier, _ = train_classifier(data, settings, seed, device, indices=data.weak, name="weak",
+                                             extra=extra, run=run)
             metrics.update({f"{score}_{kind}_{percent}": value
                             for score, value in test_scores(classifier, data, device, settings.eval_batch).items()})
     return metrics
 
 
 def table3(data: GalaxyData, generated: dict[str, torch.Tensor], settings: GalaxyLeapSettings, seed: int,
-           device: torch.device, provenance: dict) -> tuple[dict[str, float], dict[str, float]]:
-    """Table 3 over ``settings.table3_runs`` runs (seeds ``seed``, ``seed + 1``, ...): mean and SEM per metric.
+           device: torch.device, *, provenance: dict) -> tuple[dict[str, float], dict[str, float]]:
+    """Table 3 over ``settings.table3_runs`` runs (random streams of runs 0, 1, ...): mean and SEM per metric.
 
-    Runs differ in the classifiers' initialisation, batches and augmentation; the counterfactuals are
-    made once, as in the official code.
+    As the retraining configs ``training_scripts/configs/galaxy10_vgg_syn_CE.yaml`` and
+    ``galaxy10_vgg_syn_robustCE.yaml``. Runs differ in the classifiers' initialisation, batches and
+    augmentation; the counterfactuals are made once, as in the official code.
     """
-    runs = [table3_run(data, generated, settings, seed + run, device, provenance)
+    runs = [table3_run(data, generated, settings, seed, device, run=run, provenance=provenance)
             for run in range(settings.table3_runs)]
     return mean_and_sem(runs)

@@ -3,7 +3,8 @@
 Data lie on the helix ``h(t) = (sin t, cos t, t)`` with ``t ~ U(-4, 4)``; the class is the upper
 (``x3 > 0``) or lower half. A 12-layer RealNVP flow learns the distribution, a 3-256-1 MLP
 classifies, and gradient ascent in X and in Z is compared by the distance of its results to the
-helix. Used in ``notebooks/helix``.
+helix. The official code of this toy is ``toy_example.ipynb`` in
+https://github.com/annahdo/counterfactuals. Used in ``notebooks/helix``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from nflows.flows.base import Flow
 from torch import nn
 
 from latentcf.core.cache import cached_model
+from latentcf.core.runtime import generator, seed_stream
+from latentcf.core.settings import stage_settings
 from latentcf.core.training import fit
 from latentcf.methods.geometry import batched_jacobian, induced_metric_eigen
 from latentcf.methods.search import AscentResult, gradient_ascent
@@ -27,8 +30,17 @@ T_RANGE = 4.0
 
 @dataclass(frozen=True)
 class HelixSettings:
-    """Everything the helix chapter needs to know about its scale."""
+    """Everything the helix chapter needs to know about its scale.
 
+    ``flow_*``: the RealNVP's hidden width, training steps, batch (fresh helix points per step) and
+    Adam learning rate; ``classifier_*``: the same for the 3-256-1 classifier; ``search_n``: the
+    number of starts searched in X and in Z, ``search_lr`` and ``search_max_steps`` their Adam
+    learning rate and step limit; ``eval_n``: the fresh helix points on which the flow's
+    likelihood and the classifier's accuracy are measured; ``eval_tangent_points``: the helix
+    points at which the flow's Jacobian is analysed.
+    """
+
+    scale: str
     flow_hidden: int
     flow_steps: int
     flow_batch: int
@@ -37,23 +49,46 @@ class HelixSettings:
     classifier_steps: int
     classifier_batch: int
     classifier_lr: float
-    n_optimizations: int
+    search_n: int
     search_lr: float
     search_max_steps: int
-    n_eval: int
-    n_tangent_points: int
+    eval_n: int
+    eval_tangent_points: int
 
 
-SETTINGS = {
-    "paper": HelixSettings(flow_hidden=256, flow_steps=5000, flow_batch=500, flow_lr=1e-4,
-                           classifier_hidden=256, classifier_steps=3000, classifier_batch=500,
-                           classifier_lr=1e-4, n_optimizations=1000, search_lr=3e-2,
-                           search_max_steps=1000, n_eval=500, n_tangent_points=24),
-    "smoke": HelixSettings(flow_hidden=128, flow_steps=1500, flow_batch=500, flow_lr=5e-4,
-                           classifier_hidden=256, classifier_steps=3000, classifier_batch=500,
-                           classifier_lr=1e-4, n_optimizations=200, search_lr=3e-2,
-                           search_max_steps=1000, n_eval=500, n_tangent_points=12),
-}
+PAPER = HelixSettings(scale="paper", flow_hidden=256, flow_steps=5000, flow_batch=500, flow_lr=1e-4,
+                      classifier_hidden=256, classifier_steps=3000, classifier_batch=500, classifier_lr=1e-4,
+                      search_n=1000, search_lr=3e-2, search_max_steps=1000, eval_n=500, eval_tangent_points=24)
+SMOKE = dataclasses.replace(
+    PAPER,
+    scale="smoke",
+    flow_hidden=128,  # a narrower flow (about a quarter of the parameters) trains faster on a CPU
+    flow_steps=1500,  # under a third of the paper's steps, for CPU minutes; the larger rate makes up for it
+    flow_lr=5e-4,  # five times the paper's rate, so that 1,500 steps still reach a thin tube around the helix
+    search_n=200,  # a fifth of the starts: enough for the medians, and each ascent in Z runs through the flow
+    eval_tangent_points=12,  # half the helix points of Fig. 7 (left): a lighter figure and table
+)
+
+
+@dataclass(frozen=True)
+class HelixData:
+    """The helix distribution: ``h(t)`` with ``t ~ U(-t_range, t_range)``; training draws fresh batches from it."""
+
+    t_range: float = T_RANGE
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` points on the helix, drawn with ``generator``. Returns ``(n, 3)`` on the CPU."""
+        t = (torch.rand(n, generator=generator) - 0.5) * 2 * self.t_range
+        return helix_point(t)
+
+
+def load_data(settings: HelixSettings, device: torch.device) -> HelixData:
+    """The helix distribution (the same at every scale).
+
+    Points are drawn on the CPU with a CPU generator, so a seed gives the same points on every
+    device; training moves each batch to ``device``.
+    """
+    return HelixData()
 
 
 def helix_point(t: torch.Tensor) -> torch.Tensor:
@@ -67,9 +102,8 @@ def helix_tangent(t: torch.Tensor) -> torch.Tensor:
 
 
 def sample_helix(n: int, generator: torch.Generator) -> torch.Tensor:
-    """``n`` points on the helix with ``t ~ U(-4, 4)``. Returns ``(n, 3)`` on the CPU."""
-    t = (torch.rand(n, generator=generator) - 0.5) * 2 * T_RANGE
-    return helix_point(t)
+    """``n`` points on the helix with ``t ~ U(-4, 4)``: :meth:`HelixData.sample`. Returns ``(n, 3)`` on the CPU."""
+    return HelixData().sample(n, generator)
 
 
 def helix_labels(x: torch.Tensor) -> torch.Tensor:
@@ -78,7 +112,7 @@ def helix_labels(x: torch.Tensor) -> torch.Tensor:
 
 
 def distance_to_helix(points: torch.Tensor, grid: int = 512, newton_steps: int = 8) -> torch.Tensor:
-    """Euclidean distance from each point to the (infinite) helix, as in the official code.
+    """Euclidean distance from each point to the (infinite) helix, as in the official ``toy_example.ipynb``.
 
     ``d(p)^2 = min_t (p1 - sin t)^2 + (p2 - cos t)^2 + (p3 - t)^2``. At a minimiser
     ``t - p3 = p1 cos t - p2 sin t``, whose right side is bounded by ``rho = |(p1, p2)|``, so the
@@ -119,38 +153,35 @@ class HelixClassifier(nn.Module):
         return self.net(x).squeeze(-1)
 
 
-def _model_settings(settings: HelixSettings, prefix: str, seed: int) -> dict:
-    fields = {k: v for k, v in dataclasses.asdict(settings).items() if k.startswith(prefix)}
-    return {**fields, "seed": seed}
-
-
-def train_flow(settings: HelixSettings, seed: int, device: torch.device) -> tuple[Flow, dict]:
+def train_flow(data: HelixData, settings: HelixSettings, seed: int, device: torch.device) -> tuple[Flow, dict]:
     """The 12-coupling RealNVP flow, trained by maximum likelihood on fresh helix batches.
 
-    Each step draws a new batch (as in the official notebook); Adam, ``settings.flow_lr``.
-    Cached by settings and seed.
+    Each step draws a new batch from ``data`` (as in the official notebook); Adam,
+    ``settings.flow_lr``. Cached by the data and flow settings and the seed.
     """
-    generator = torch.Generator().manual_seed(seed)
+    batches = generator(seed, "flow/batches")
 
     def train(flow: Flow) -> dict:
-        return fit(flow, lambda _: flow_nll(flow, sample_helix(settings.flow_batch, generator).to(device)),
+        return fit(flow, lambda _: flow_nll(flow, data.sample(settings.flow_batch, batches).to(device)),
                    settings.flow_steps, settings.flow_lr, desc="flow")
 
-    torch.manual_seed(seed)
-    return cached_model("helix_flow", _model_settings(settings, "flow", seed),
+    seed_stream(seed, "flow/init")
+    return cached_model("helix_flow", stage_settings(settings, "data", "flow", seed=seed, t_range=data.t_range),
                         lambda: coupling_flow(HELIX_KEEP_MASKS, settings.flow_hidden).to(device), train)
 
 
-def train_classifier(settings: HelixSettings, seed: int, device: torch.device) -> tuple[HelixClassifier, dict]:
-    """The 3-256-1 classifier, trained with binary cross-entropy on fresh helix batches."""
-    generator = torch.Generator().manual_seed(seed + 1)
+def train_classifier(data: HelixData, settings: HelixSettings, seed: int,
+                     device: torch.device) -> tuple[HelixClassifier, dict]:
+    """The 3-256-1 classifier, trained with binary cross-entropy on fresh batches from ``data``."""
+    batches = generator(seed, "classifier/batches")
 
     def loss(classifier: HelixClassifier) -> torch.Tensor:
-        x = sample_helix(settings.classifier_batch, generator).to(device)
+        x = data.sample(settings.classifier_batch, batches).to(device)
         return nn.functional.binary_cross_entropy(classifier(x), helix_labels(x))
 
-    torch.manual_seed(seed + 1)
-    return cached_model("helix_classifier", _model_settings(settings, "classifier", seed),
+    seed_stream(seed, "classifier/init")
+    return cached_model("helix_classifier",
+                        stage_settings(settings, "data", "classifier", seed=seed, t_range=data.t_range),
                         lambda: HelixClassifier(settings.classifier_hidden).to(device),
                         lambda clf: fit(clf, lambda _: loss(clf), settings.classifier_steps,
                                         settings.classifier_lr, desc="classifier"))

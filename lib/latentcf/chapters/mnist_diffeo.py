@@ -6,7 +6,10 @@ exact diffeomorphic counterfactual) and the latent space of a convolutional VAE 
 one). The results are judged by an independent linear SVM (the oracle), by the labels of their
 nearest test neighbours, by IM1 with class-specific autoencoders and by Euclidean distances in X
 and in Z; the spectrum of the flow's inverse induced metric ``J J^T`` shows why Z stays on the
-data manifold. Used in ``notebooks/mnist_diffeo``.
+data manifold. The official code is https://github.com/annahdo/counterfactuals (the search:
+``counterfactuals/adv.py``); its MNIST evaluations (oracle, nearest neighbours, IM1, distances,
+spectra) are not in it and follow the paper (Sec. 4.1.3, 4.2, App. B.6-B.11).
+Used in ``notebooks/mnist_diffeo``.
 """
 
 from __future__ import annotations
@@ -21,25 +24,27 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from latentcf.core.batching import in_batches
 from latentcf.core.cache import cached_model
-from latentcf.core.errors import LatentcfError, optional_import
+from latentcf.core.errors import LatentcfError, check_targets, optional_import
+from latentcf.core.runtime import generator, seed_stream
+from latentcf.core.settings import stage_settings
 from latentcf.core.training import epoch_batches, fit
 from latentcf.data.mnist import MnistData, check_unit_images, load_mnist, mnist_data, require_full_mnist
 from latentcf.methods.geometry import batched_jacobian, induced_metric_eigen
 from latentcf.methods.search import AscentResult, gradient_ascent
 from latentcf.models.image_flows import MnistRealNVP, mnist_realnvp
-from latentcf.models.mnist_nets import ConvVAE, MnistCNN
+from latentcf.models.mnist_nets import NUM_CLASSES, ConvVAE, MnistCNN
 
 SOURCE_CLASS = 4
 """The paper starts from test images of the digit 4 (Sec. 4.1.3) ..."""
 TARGET_CLASS = 9
 """... and asks for a 9."""
 THRESHOLD = 0.99
-"""A search stops once ``softmax(f(x))_target > THRESHOLD`` (App. B.6, the official default)."""
-N_CLASSES = 10
+"""A search stops once ``softmax(f(x))_target > THRESHOLD`` (App. B.6; ``save_at`` in the official ``main.py``)."""
 IMAGE_SHAPE = (1, 28, 28)
 FLOW_GAIN_PENALTY = 5e-5
-"""Weight of the official flow regulariser on weight-norm gains and coupling scales."""
+"""Weight of the official flow regulariser on weight-norm gains and coupling scales (App. B.3)."""
 IM1_EPS = 1e-8
 """The small positive ``epsilon`` of IM1 (Eq. 24; its value is not stated in the paper)."""
 
@@ -48,10 +53,25 @@ IM1_EPS = 1e-8
 class MnistDiffeoSettings:
     """Everything the MNIST chapter needs to know about its scale.
 
-    Prefixes group the settings of one model (``flow_``, ``classifier_``, ``vae_``, ``im1_``), which
-    are also its cache key. ``*_weight_decay`` is Adam's coupled L2 penalty, added to the loss.
+    Every field but ``scale`` starts with its stage (:data:`latentcf.core.settings.STAGES`); a
+    model's cache key holds the fields of its stage and of ``data``
+    (:func:`latentcf.core.settings.stage_settings`).
+
+    - ``data_source``: ``"full"`` (the official MNIST files) or ``"offline"`` (the official test set
+      and 5,000 training images), see :mod:`latentcf.data.mnist`.
+    - ``flow_*``, ``classifier_*``, ``vae_*``, ``im1_*``: size, epochs, batch and Adam learning rate
+      of the RealNVP, the CNN, the VAE of Sec. 4.2 and the IM1 class autoencoders;
+      ``*_weight_decay`` is Adam's coupled L2 penalty, added to the loss.
+    - ``oracle_train_size``: training images of the linear SVM oracle.
+    - ``search_n``: how many test 4s are searched from; ``search_chunk``: how many run at once;
+      ``search_lr_x``, ``search_lr_z``, ``search_lr_vae``: Adam's step in X, in the flow's Z and in
+      the VAE latent; ``search_max_steps`` (X and Z) and ``search_max_steps_vae``: the step budget.
+    - ``knn_per_class``: test images per class in the nearest-neighbour pool.
+    - ``eval_bpd_images``, ``eval_class_images``, ``eval_spectrum_points``: how many test images the
+      bits per dimension, the distances to the source class and the ``J J^T`` spectrum use.
     """
 
+    scale: str
     data_source: str
     flow_width: int
     flow_res_blocks: int
@@ -70,7 +90,7 @@ class MnistDiffeoSettings:
     im1_batch: int
     im1_lr: float
     oracle_train_size: int
-    n_searches: int
+    search_n: int
     search_chunk: int
     search_lr_x: float
     search_lr_z: float
@@ -78,51 +98,72 @@ class MnistDiffeoSettings:
     search_lr_vae: float
     search_max_steps_vae: int
     knn_per_class: int
-    n_class_images: int
-    n_bpd_images: int
-    n_spectrum_points: int
+    eval_class_images: int
+    eval_bpd_images: int
+    eval_spectrum_points: int
 
 
-SETTINGS = {
-    "paper": MnistDiffeoSettings(
-        data_source="full", flow_width=64, flow_res_blocks=4, flow_epochs=30, flow_batch=64, flow_lr=1e-4,
-        flow_weight_decay=5e-4, classifier_epochs=4, classifier_batch=128, classifier_lr=1e-3,
-        classifier_weight_decay=5e-4, vae_epochs=80, vae_batch=128, vae_lr=5e-3, im1_epochs=100,
-        im1_batch=128, im1_lr=5e-3, oracle_train_size=10_000, n_searches=500, search_chunk=250,
-        search_lr_x=5e-4, search_lr_z=5e-2, search_max_steps=2000, search_lr_vae=5e-3,
-        search_max_steps_vae=1000, knn_per_class=892, n_class_images=2000, n_bpd_images=10_000,
-        n_spectrum_points=100),
-    "smoke": MnistDiffeoSettings(
-        data_source="offline", flow_width=8, flow_res_blocks=1, flow_epochs=3, flow_batch=64, flow_lr=1e-3,
-        flow_weight_decay=0.0, classifier_epochs=3, classifier_batch=64, classifier_lr=1e-3,
-        classifier_weight_decay=5e-4, vae_epochs=10, vae_batch=64, vae_lr=5e-3, im1_epochs=40,
-        im1_batch=64, im1_lr=5e-3, oracle_train_size=5000, n_searches=48, search_chunk=48,
-        search_lr_x=5e-4, search_lr_z=5e-2, search_max_steps=2000, search_lr_vae=5e-2,
-        search_max_steps_vae=300, knn_per_class=300, n_class_images=500, n_bpd_images=1000,
-        n_spectrum_points=4),
-}
+PAPER = MnistDiffeoSettings(
+    scale="paper", data_source="full",
+    flow_width=64, flow_res_blocks=4, flow_epochs=30, flow_batch=64, flow_lr=1e-4, flow_weight_decay=5e-4,
+    classifier_epochs=4, classifier_batch=128, classifier_lr=1e-3, classifier_weight_decay=5e-4,
+    vae_epochs=80, vae_batch=128, vae_lr=5e-3,
+    im1_epochs=100, im1_batch=128, im1_lr=5e-3,
+    oracle_train_size=10_000,
+    search_n=500, search_chunk=250, search_lr_x=5e-4, search_lr_z=5e-2, search_max_steps=2000,
+    search_lr_vae=5e-3, search_max_steps_vae=1000,
+    knn_per_class=892,  # the size of the smallest class of the test set (the 5s)
+    eval_class_images=2000, eval_bpd_images=10_000, eval_spectrum_points=100,
+)
+SMOKE = dataclasses.replace(
+    PAPER, scale="smoke",
+    data_source="offline",  # runs without internet: the official test set and 5,000 training images
+    flow_width=8,  # a flow small enough to train on a CPU in minutes ...
+    flow_res_blocks=1,  # ... with one residual block per coupling ...
+    flow_epochs=3,  # ... for three passes over the 5,000 images
+    flow_lr=1e-3,  # a short training needs a larger step
+    flow_weight_decay=0.0,  # the small flow underfits; weight decay would only slow it down
+    classifier_epochs=3,  # three passes over the small training set already reach about 97% test accuracy
+    classifier_batch=64,  # more steps per epoch on 5,000 images
+    vae_epochs=10,  # minutes on a CPU; the chapter notes how weak this VAE is
+    vae_batch=64,  # more steps per epoch on 5,000 images
+    im1_epochs=40,  # about 500 training images per digit: 40 epochs are 320 steps
+    im1_batch=64,  # more steps per epoch on about 500 images
+    oracle_train_size=5000,  # all the offline training images
+    search_n=48,  # margins of the relations that do not hinge on a few images, in minutes on a CPU
+    search_chunk=48,  # all searches in one batch
+    search_lr_vae=5e-2,  # reach the threshold within the smaller step budget below
+    search_max_steps_vae=300,  # the VAE search is an aside; the X and Z searches keep the paper's budget
+    knn_per_class=300,  # a smaller pool for 48 queries
+    eval_class_images=500,  # distances to 500 test 4s are a stable mean
+    eval_bpd_images=1000,  # bits per dimension on 1,000 test images: seconds on a CPU
+    eval_spectrum_points=4,  # each 784 x 784 Jacobian costs 784 backward passes of the flow
+)
 
 
 # ----------------------------------------------------------------------------------------- data
 
 
-def load_data(settings: MnistDiffeoSettings, scale: str, device: torch.device) -> MnistData:
+def load_data(settings: MnistDiffeoSettings, device: torch.device) -> MnistData:
     """MNIST train and test splits from ``settings.data_source`` ("offline" or "full").
 
-    Paper scale refuses the offline subset (:func:`latentcf.data.mnist.require_full_mnist`).
+    The paper scale refuses the offline subset (:func:`latentcf.data.mnist.require_full_mnist`).
     """
-    if scale == "paper":
+    if settings.scale == "paper":
         require_full_mnist(settings.data_source, "the paper scale of the MNIST diffeomorphic chapter")
     train = load_mnist("train", source=settings.data_source)
     test = load_mnist("test", source=settings.data_source)
     return mnist_data(train, test, device)
 
 
-def check_target(target: int) -> int:
-    """Return ``target`` if it is a class index ``0..9``, else raise :class:`LatentcfError`."""
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or not 0 <= target < N_CLASSES:
-        raise LatentcfError(f"target class must be an integer in 0..{N_CLASSES - 1}, got {target!r}")
-    return int(target)
+def class_index(target: int) -> int:
+    """``target`` as one class index, checked by :func:`latentcf.core.errors.check_targets`.
+
+    A bool, float or string raises :class:`LatentcfError` too (``check_targets`` takes a tensor).
+    """
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
+        raise LatentcfError(f"the target class must be an integer class index, got {target!r}")
+    return int(check_targets(torch.tensor([int(target)]), NUM_CLASSES)[0])
 
 
 def l2_penalty(model: nn.Module, weight_decay: float) -> torch.Tensor | float:
@@ -132,77 +173,89 @@ def l2_penalty(model: nn.Module, weight_decay: float) -> torch.Tensor | float:
     return 0.5 * weight_decay * sum((p ** 2).sum() for p in model.parameters())
 
 
-def _model_settings(settings: MnistDiffeoSettings, prefix: str, seed: int, **extra) -> dict:
-    fields = {k: v for k, v in dataclasses.asdict(settings).items() if k.startswith(prefix)}
-    return {**fields, "data_source": settings.data_source, "seed": seed, **extra}
-
-
 # --------------------------------------------------------------------------------------- models
 
 
-def train_flow(settings: MnistDiffeoSettings, data: MnistData, seed: int,
+def train_flow(data: MnistData, settings: MnistDiffeoSettings, seed: int,
                device: torch.device) -> tuple[MnistRealNVP, dict]:
-    """The multi-scale RealNVP (App. B.3), trained on dequantised training images.
+    """The multi-scale RealNVP (App. B.3; official ``counterfactuals/generative_models/flows/realnvp.py``).
 
-    Loss per image: ``-log p(x~) + 5e-5 sum g^2`` (official), batch mean, plus the L2 weight decay.
-    Cached by settings and seed.
+    Trained on dequantised training images; loss per image ``-log p(x~) + 5e-5 sum g^2`` (official),
+    batch mean, plus the L2 weight decay. Random streams ``flow/batches``, ``flow/dequantise`` and
+    ``flow/init`` (the initial weights). Cached by the data and flow settings and the seed.
     """
     batches = epoch_batches(len(data.train_x), settings.flow_batch, settings.flow_epochs,
-                            torch.Generator().manual_seed(seed))
+                            generator(seed, "flow/batches"))
+    dequantise = generator(seed, "flow/dequantise", device)
 
     def loss(flow: MnistRealNVP, step: int) -> torch.Tensor:
         x = data.train_x[batches[step].to(device)]
-        return (-flow.log_prob(x, noise=True).mean() + FLOW_GAIN_PENALTY * flow.gain_penalty()
-                + l2_penalty(flow, settings.flow_weight_decay))
+        return (-flow.log_prob(x, noise=True, generator=dequantise).mean()
+                + FLOW_GAIN_PENALTY * flow.gain_penalty() + l2_penalty(flow, settings.flow_weight_decay))
 
-    torch.manual_seed(seed)
-    return cached_model("mnist_flow", _model_settings(settings, "flow", seed),
+    seed_stream(seed, "flow/init")
+    return cached_model("mnist_flow", stage_settings(settings, "data", "flow", seed=seed),
                         lambda: mnist_realnvp(settings.flow_width, settings.flow_res_blocks).to(device),
                         lambda flow: fit(flow, lambda step: loss(flow, step), len(batches),
                                          settings.flow_lr, desc="flow"))
 
 
-def train_classifier(settings: MnistDiffeoSettings, data: MnistData, seed: int,
+def train_classifier(data: MnistData, settings: MnistDiffeoSettings, seed: int,
                      device: torch.device) -> tuple[MnistCNN, dict]:
-    """The CNN (App. B.4): cross-entropy with Adam and L2 weight decay, epochs over the training set."""
+    """The CNN (App. B.4; official ``counterfactuals/classifiers/cnn.py``), epochs over the training set.
+
+    Cross-entropy with Adam and L2 weight decay. Random streams ``classifier/batches`` and
+    ``classifier/init`` (the initial weights, then dropout).
+    """
     batches = epoch_batches(len(data.train_x), settings.classifier_batch, settings.classifier_epochs,
-                            torch.Generator().manual_seed(seed + 1))
+                            generator(seed, "classifier/batches"))
 
     def loss(cnn: MnistCNN, step: int) -> torch.Tensor:
         idx = batches[step].to(device)
         return (F.cross_entropy(cnn(data.train_x[idx]), data.train_y[idx])
                 + l2_penalty(cnn, settings.classifier_weight_decay))
 
-    torch.manual_seed(seed + 1)
-    return cached_model("mnist_cnn", _model_settings(settings, "classifier", seed),
+    seed_stream(seed, "classifier/init")
+    return cached_model("mnist_cnn", stage_settings(settings, "data", "classifier", seed=seed),
                         lambda: MnistCNN().to(device),
                         lambda cnn: fit(cnn, lambda step: loss(cnn, step), len(batches),
                                         settings.classifier_lr, desc="classifier"))
 
 
-def _train_vae(name: str, images: torch.Tensor, epochs: int, batch: int, lr: float, cache_settings: dict,
-               seed: int, device: torch.device) -> tuple[ConvVAE, dict]:
-    batches = epoch_batches(len(images), batch, epochs, torch.Generator().manual_seed(seed))
-    torch.manual_seed(seed)
+def _train_conv_vae(name: str, images: torch.Tensor, epochs: int, batch: int, lr: float, cache_settings: dict,
+                    seed: int, stream: str, device: torch.device) -> tuple[ConvVAE, dict]:
+    """A :class:`ConvVAE` on ``images``, with the random streams ``<stream>/batches`` and ``<stream>/init``.
+
+    The ``init`` stream seeds the initial weights and then the reparameterisation noise of training.
+    """
+    batches = epoch_batches(len(images), batch, epochs, generator(seed, f"{stream}/batches"))
+    seed_stream(seed, f"{stream}/init")
     return cached_model(name, cache_settings, lambda: ConvVAE().to(device),
                         lambda vae: fit(vae, lambda step: vae.loss(images[batches[step].to(device)]),
                                         len(batches), lr, desc=name))
 
 
-def train_vae(settings: MnistDiffeoSettings, data: MnistData, seed: int,
+def train_vae(data: MnistData, settings: MnistDiffeoSettings, seed: int,
               device: torch.device) -> tuple[ConvVAE, dict]:
-    """The cVAE of the approximate counterfactuals (Sec. 4.2, App. B.10), on all training images."""
-    return _train_vae("mnist_vae", data.train_x, settings.vae_epochs, settings.vae_batch, settings.vae_lr,
-                      _model_settings(settings, "vae", seed), seed + 2, device)
+    """The VAE of the approximate counterfactuals (Sec. 4.2, App. B.10), on all training images.
+
+    The official architecture (``counterfactuals/generative_models/vaes/vae.py``); random streams
+    ``vae/batches`` and ``vae/init``.
+    """
+    return _train_conv_vae("mnist_vae", data.train_x, settings.vae_epochs, settings.vae_batch, settings.vae_lr,
+                           stage_settings(settings, "data", "vae", seed=seed), seed, "vae", device)
 
 
-def train_class_autoencoder(settings: MnistDiffeoSettings, data: MnistData, digit: int, seed: int,
-                            device: torch.device) -> tuple[ConvVAE, dict]:
-    """An IM1 autoencoder: the cVAE trained only on the training images of ``digit`` (App. B.10)."""
-    images = data.train_x[data.train_y == check_target(digit)]
-    return _train_vae(f"mnist_ae_digit{digit}", images, settings.im1_epochs, settings.im1_batch,
-                      settings.im1_lr, _model_settings(settings, "im1", seed, digit=digit), seed + 3 + digit,
-                      device)
+def train_class_autoencoder(data: MnistData, settings: MnistDiffeoSettings, seed: int, device: torch.device, *,
+                            digit: int) -> tuple[ConvVAE, dict]:
+    """An IM1 autoencoder: the VAE trained only on the training images of ``digit`` (App. B.10).
+
+    Random streams ``im1/digit<digit>/batches`` and ``im1/digit<digit>/init``.
+    """
+    images = data.train_x[data.train_y == class_index(digit)]
+    return _train_conv_vae(f"mnist_ae_digit{digit}", images, settings.im1_epochs, settings.im1_batch,
+                           settings.im1_lr, stage_settings(settings, "data", "im1", seed=seed, digit=digit),
+                           seed, f"im1/digit{digit}", device)
 
 
 class Oracle(Protocol):
@@ -211,14 +264,13 @@ class Oracle(Protocol):
     def predict(self, x: np.ndarray) -> np.ndarray: ...
 
 
-def train_oracle(settings: MnistDiffeoSettings, data: MnistData, seed: int) -> Oracle:
+def train_oracle(data: MnistData, settings: MnistDiffeoSettings, seed: int, device: torch.device) -> Oracle:
     """The 10-class linear SVM oracle (Sec. 4.1.3; the paper's 92% suits a linear kernel).
 
-    Trained on ``settings.oracle_train_size`` training images drawn with ``seed``; not cached
-    (seconds on a CPU).
+    Trained on ``settings.oracle_train_size`` training images drawn from the stream ``oracle/subset``;
+    scikit-learn fits it on the CPU whatever ``device`` is. Not cached (seconds on a CPU).
     """
-    generator = torch.Generator().manual_seed(seed + 20)
-    idx = torch.randperm(len(data.train_x), generator=generator)[:settings.oracle_train_size]
+    idx = torch.randperm(len(data.train_x), generator=generator(seed, "oracle/subset"))[:settings.oracle_train_size]
     svm_module = optional_import("sklearn.svm", "scikit-learn", "the SVM oracle of the MNIST chapter")
     svm = svm_module.SVC(kernel="linear", C=1.0)
     svm.fit(flat_numpy(data.train_x[idx.to(data.train_x.device)]), data.train_y[idx].cpu().numpy())
@@ -230,11 +282,9 @@ def flat_numpy(images: torch.Tensor) -> np.ndarray:
     return images.detach().flatten(1).cpu().double().numpy()
 
 
-@torch.no_grad()
-@torch.no_grad()
 def predict_classes(classifier: nn.Module, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
-    """``argmax f(x)`` per image, in batches. ``(N, 1, 28, 28) -> (N,)`` int64."""
-    return torch.cat([classifier(chunk).argmax(1) for chunk in images.split(batch)])
+    """``argmax f(x)`` per image, in batches, without a gradient. ``(N, 1, 28, 28) -> (N,)`` int64."""
+    return in_batches(lambda chunk: classifier(chunk).argmax(1), images, batch)
 
 
 def select_sources(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, n: int,
@@ -254,7 +304,7 @@ def select_sources(classifier: nn.Module, images: torch.Tensor, labels: torch.Te
 
 
 def clip_to_unit(x: torch.Tensor) -> torch.Tensor:
-    """Clip values to ``[0, 1]`` without changing the gradient (the official code clips ``x.data``)."""
+    """Clip values to ``[0, 1]`` without changing the gradient (``counterfactuals/adv.py`` clips ``x.data``)."""
     return x + (x.clamp(0.0, 1.0) - x).detach()
 
 
@@ -282,10 +332,10 @@ def search_in_x(x_start: torch.Tensor, classifier: nn.Module, target: int, lr: f
 
     Shapes: ``x_start: (B, 1, 28, 28)`` in ``[0, 1]`` -> ``AscentResult`` with ``x: (B, 1, 28, 28)``.
     The clip passes the gradient straight through, so a pixel can be pushed past a bound while
-    the classifier sees it at the bound (the official code projects the pixel instead).
+    the classifier sees it at the bound (``counterfactuals/adv.py`` projects the pixel instead).
     """
     check_unit_images(x_start)
-    score = target_score(classifier, check_target(target))
+    score = target_score(classifier, class_index(target))
     return _concat([gradient_ascent(part, clip_to_unit, score, lr, max_steps, desc="ascent in X")
                     for part in x_start.split(chunk)])
 
@@ -299,7 +349,7 @@ def search_in_latent(x_start: torch.Tensor, classifier: nn.Module, encode: Calla
     Shapes: ``x_start: (B, 1, 28, 28)`` in ``[0, 1]`` -> ``x: (B, 1, 28, 28)``, ``v``: the latents.
     """
     check_unit_images(x_start)
-    score = target_score(classifier, check_target(target))
+    score = target_score(classifier, class_index(target))
     results = []
     for part in x_start.split(chunk):
         with torch.no_grad():
@@ -314,7 +364,7 @@ def search_in_latent(x_start: torch.Tensor, classifier: nn.Module, encode: Calla
 
 def target_agreement(oracle: Oracle, images: torch.Tensor, target: int) -> float:
     """Share of images the oracle assigns to ``target``: the oracle's accuracy w.r.t. the target (Fig. 9 left)."""
-    check_target(target)
+    class_index(target)
     return float((oracle.predict(flat_numpy(images)) == target).mean())
 
 
@@ -325,7 +375,7 @@ def balanced_pool(labels: torch.Tensor, per_class: int, generator: torch.Generat
     """
     labels = labels.cpu()
     picks = []
-    for digit in range(N_CLASSES):
+    for digit in range(NUM_CLASSES):
         members = (labels == digit).nonzero().squeeze(1)
         if len(members) < per_class:
             raise LatentcfError(f"class {digit} has {len(members)} images, fewer than {per_class}")
@@ -340,7 +390,7 @@ def knn_target_fraction(queries: torch.Tensor, pool: torch.Tensor, pool_labels: 
     Shapes: ``queries: (Q, ...)``, ``pool: (N, ...)``, ``pool_labels: (N,)``, ``exclude: (Q,)`` the
     pool position of each query's own source image or ``-1`` (that image is not a neighbour) -> ``(Q,)``.
     """
-    check_target(target)
+    class_index(target)
     distances = torch.cdist(queries.flatten(1).double(), pool.flatten(1).double())
     if exclude is not None:
         rows = (exclude >= 0).nonzero().squeeze(1)
@@ -381,17 +431,19 @@ def l2_to_class(results: torch.Tensor, class_members: torch.Tensor) -> torch.Ten
     return torch.cdist(results.flatten(1).double(), class_members.flatten(1).double()).mean(1).float()
 
 
-@torch.no_grad()
-@torch.no_grad()
 def flow_latents(flow: MnistRealNVP, images: torch.Tensor, batch: int = 500) -> torch.Tensor:
     """``z = g^{-1}(x)`` in batches, eval mode, no dequantisation. ``(N, 1, 28, 28) -> (N, 1, 28, 28)``."""
-    return torch.cat([flow.encode(chunk) for chunk in images.split(batch)])
+    return in_batches(flow.encode, images, batch)
 
 
-@torch.no_grad()
-def bits_per_dim(flow: MnistRealNVP, images: torch.Tensor, batch: int = 500) -> float:
-    """Mean bits per dimension of dequantised images (App. B.3; paper 1.21 on the test set)."""
-    return torch.cat([flow.bits_per_dim(chunk, noise=True) for chunk in images.split(batch)]).mean().item()
+def bits_per_dim(flow: MnistRealNVP, images: torch.Tensor, dequantise: torch.Generator | None = None,
+                 batch: int = 500) -> float:
+    """Mean bits per dimension of dequantised images (App. B.3; paper 1.21 on the test set).
+
+    ``dequantise`` draws the uniform dequantisation noise (a generator on the images' device).
+    """
+    return in_batches(lambda chunk: flow.bits_per_dim(chunk, noise=True, generator=dequantise), images,
+                      batch).mean().item()
 
 
 def metric_spectrum(decode: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor) -> torch.Tensor:

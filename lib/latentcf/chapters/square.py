@@ -6,17 +6,21 @@ with a *centre* ``c_p in {+-0.25}^2`` (the class) and a *relative position*
 is also the (non-differentiable) classifier. A CE-CFM velocity ``v_psi(t, z, c)`` (paper Eq. 3)
 transports the uniform source square at ``t = 0`` to the quadrant of class ``c`` at ``t = 1``.
 The metrics check what Sec. 3.2.2 says LEAP does: replacement, blending and injection of the
-class information. Used in ``notebooks/square``.
+class information. The official code of this toy is ``Toy_Experiment/Experiment_Square.ipynb`` in
+https://github.com/caicairay/LeapFactual. Used in ``notebooks/square``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
 import torch
 
 from latentcf.core.cache import cached_model
+from latentcf.core.runtime import generator, seed_stream
+from latentcf.core.settings import stage_settings
 from latentcf.core.training import fit
 from latentcf.methods.cfm import ConditionalVelocityMLP, cfm_loss, condition_vector, sample_source
 from latentcf.methods.leap import (
@@ -45,51 +49,88 @@ BLEND_GAMMAS = (0.1, 0.3, 0.5, 0.7, 0.9)
 class SquareSettings:
     """Everything the square chapter needs to know about its scale.
 
-    ``solver_steps`` is the grid that dopri5 is forced to stop on in every measured leap;
-    ``path_steps`` the finer grid of the trajectories that are drawn (the official 100 points).
-    Paper vs code: the official toy forces dopri5 onto 100 time points in every leap; 10 intervals
-    move a replaced point by less than 1e-3 from that (checked on the paper-scale field) and run
-    about seven times faster.
-    The paper scale trains as the official toy (30,000 steps of 256); the smoke scale takes fewer,
-    larger batches (5,000 of 1,024), which on this toy gives a field at least as accurate.
+    ``flow_*``: the CE-CFM velocity MLP (hidden width, number of hidden layers) and its training
+    (steps, fresh points per step, Adam learning rate). ``leap_rtol``, ``leap_atol``: dopri5's
+    tolerances; ``leap_solver_steps``: the grid that dopri5 is forced to stop on in every measured
+    leap; ``leap_path_steps``: the finer grid of the trajectories that are drawn (the official 100
+    points); ``leap_n_blend``, ``leap_gamma_blend``, ``leap_n_inject``, ``leap_gamma_inject_lift``,
+    ``leap_gamma_inject_land``: the schedule of Algorithm 2 (Fig. 4 e). ``eval_n``: the points of
+    the replacement, blending and injection metrics; ``eval_drift_leaps``: the blending leaps of the
+    fixed-point drift. ``bench_n``: the points of the throughput benchmark; ``bench_rk4_steps``: the
+    fixed grid of its Runge-Kutta 4 solver.
+
+    Paper vs code: the official toy (``Toy_Experiment/Experiment_Square.ipynb`` in
+    https://github.com/caicairay/LeapFactual) forces dopri5 onto 100 time points in every leap; 10
+    intervals move a replaced point by less than 1e-3 from that (checked on the paper-scale field)
+    and run about seven times faster.
     """
 
-    hidden_width: int
-    n_hidden_layers: int
-    train_steps: int
-    batch_size: int
-    lr: float
-    rtol: float
-    atol: float
-    solver_steps: int
-    path_steps: int
-    n_eval: int
-    n_blend: int
-    gamma_blend: float
-    n_inject: int
-    gamma_inject_lift: float
-    gamma_inject_land: float
-    n_drift_leaps: int
-    n_bench: int
-    rk4_steps: int
+    scale: str
+    flow_hidden: int
+    flow_layers: int
+    flow_steps: int
+    flow_batch: int
+    flow_lr: float
+    leap_rtol: float
+    leap_atol: float
+    leap_solver_steps: int
+    leap_path_steps: int
+    leap_n_blend: int
+    leap_gamma_blend: float
+    leap_n_inject: int
+    leap_gamma_inject_lift: float
+    leap_gamma_inject_land: float
+    eval_n: int
+    eval_drift_leaps: int
+    bench_n: int
+    bench_rk4_steps: int
 
 
-SETTINGS = {
-    "paper": SquareSettings(hidden_width=64, n_hidden_layers=3, train_steps=30_000, batch_size=256, lr=1e-3,
-                            rtol=1e-4, atol=1e-4, solver_steps=10, path_steps=99, n_eval=2048, n_blend=8,
-                            gamma_blend=0.1, n_inject=3, gamma_inject_lift=0.0, gamma_inject_land=0.1,
-                            n_drift_leaps=10, n_bench=10_000, rk4_steps=10),
-    "smoke": SquareSettings(hidden_width=64, n_hidden_layers=3, train_steps=5_000, batch_size=1024, lr=1e-3,
-                            rtol=1e-4, atol=1e-4, solver_steps=10, path_steps=99, n_eval=2048, n_blend=8,
-                            gamma_blend=0.1, n_inject=3, gamma_inject_lift=0.0, gamma_inject_land=0.1,
-                            n_drift_leaps=10, n_bench=10_000, rk4_steps=10),
-}
+PAPER = SquareSettings(scale="paper", flow_hidden=64, flow_layers=3, flow_steps=30_000, flow_batch=256, flow_lr=1e-3,
+                       leap_rtol=1e-4, leap_atol=1e-4, leap_solver_steps=10, leap_path_steps=99, leap_n_blend=8,
+                       leap_gamma_blend=0.1, leap_n_inject=3, leap_gamma_inject_lift=0.0, leap_gamma_inject_land=0.1,
+                       eval_n=2048, eval_drift_leaps=10, bench_n=10_000, bench_rk4_steps=10)
+SMOKE = dataclasses.replace(
+    PAPER,
+    scale="smoke",
+    flow_steps=5_000,  # fewer steps of larger batches: on this toy a field at least as accurate, in CPU minutes
+    flow_batch=1024,  # the larger batch of those fewer steps
+)
+
+
+@dataclass(frozen=True)
+class SquareData:
+    """The square toy's distributions: the data, uniform on ``[-0.5, 0.5]^2`` with quadrant labels,
+    and the CE-CFM source, uniform on the same square (as in the official toy).
+
+    Training draws fresh batches from both.
+    """
+
+    num_classes = NUM_CLASSES
+    dim = DIM
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` data points and their labels: :func:`sample_square`. ``-> (n, 2), (n,)`` on the CPU."""
+        return sample_square(n, generator)
+
+    def sample_source(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` source points ``z0 ~ U[-0.5, 0.5]^2``. ``-> (n, 2)`` on the CPU."""
+        return sample_source(n, self.dim, generator, "uniform")
+
+
+def load_data(settings: SquareSettings, device: torch.device) -> SquareData:
+    """The square toy's distributions (the same at every scale).
+
+    Points are drawn on the CPU with a CPU generator, so a seed gives the same points on every
+    device; training moves each batch to ``device``.
+    """
+    return SquareData()
 
 
 def solver(settings: SquareSettings, method: str = "dopri5", n_steps: int | None = None) -> Solver:
-    """The ODE solver of the chapter: dopri5 with the official tolerances on ``settings.solver_steps``."""
-    steps = settings.solver_steps if n_steps is None else n_steps
-    return Solver(method=method, n_steps=steps, rtol=settings.rtol, atol=settings.atol)
+    """The ODE solver of the chapter: dopri5 with the official tolerances on ``settings.leap_solver_steps``."""
+    steps = settings.leap_solver_steps if n_steps is None else n_steps
+    return Solver(method=method, n_steps=steps, rtol=settings.leap_rtol, atol=settings.leap_atol)
 
 
 def blend_metric_name(gamma: float) -> str:
@@ -146,28 +187,27 @@ def other_labels(labels: torch.Tensor, generator: torch.Generator) -> torch.Tens
 
 # The CE-CFM field -----------------------------------------------------------------------------------
 
-def train_velocity(settings: SquareSettings, seed: int,
+def train_velocity(data: SquareData, settings: SquareSettings, seed: int,
                    device: torch.device) -> tuple[ConditionalVelocityMLP, dict]:
     """Train ``v_psi(t, z, c)`` with the CE-CFM loss (paper Eq. 3) on fresh batches, as in the official toy.
 
     Each step draws ``z1`` uniform on the square with its quadrant label and ``z0`` from the
-    uniform source on the same square (spec Section 1.1); I-CFM with ``sigma = 0``, Adam.
-    Cached by settings and seed.
+    uniform source on the same square (``data``; the official ``Toy_Experiment/Experiment_Square.ipynb``
+    samples both so); I-CFM with ``sigma = 0``, Adam. Cached by the data and flow settings and the seed.
     """
-    generator = torch.Generator().manual_seed(seed)
+    batches = generator(seed, "flow/batches")
+    times = generator(seed, "flow/times", device)
 
     def loss(model: ConditionalVelocityMLP) -> torch.Tensor:
-        z1, labels = sample_square(settings.batch_size, generator)
-        z0 = sample_source(settings.batch_size, DIM, generator, "uniform")
-        return cfm_loss(model, z0.to(device), z1.to(device), labels.to(device))
+        z1, labels = data.sample(settings.flow_batch, batches)
+        z0 = data.sample_source(settings.flow_batch, batches)
+        return cfm_loss(model, z0.to(device), z1.to(device), labels.to(device), generator=times)
 
-    keys = ("hidden_width", "n_hidden_layers", "train_steps", "batch_size", "lr")
-    model_settings = {key: getattr(settings, key) for key in keys} | {"seed": seed}
-    torch.manual_seed(seed)
-    return cached_model("square_velocity", model_settings,
-                        lambda: ConditionalVelocityMLP(DIM, NUM_CLASSES, settings.hidden_width,
-                                                       settings.n_hidden_layers).to(device),
-                        lambda model: fit(model, lambda _: loss(model), settings.train_steps, settings.lr,
+    seed_stream(seed, "flow/init")
+    return cached_model("square_velocity", stage_settings(settings, "data", "flow", seed=seed),
+                        lambda: ConditionalVelocityMLP(data.dim, data.num_classes, settings.flow_hidden,
+                                                       settings.flow_layers).to(device),
+                        lambda model: fit(model, lambda _: loss(model), settings.flow_steps, settings.flow_lr,
                                           desc="CE-CFM"))
 
 

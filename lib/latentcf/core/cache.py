@@ -18,6 +18,10 @@ from torch import nn
 from latentcf.core.errors import LatentcfError
 from latentcf.core.paths import cache_dir
 
+CACHE_VERSION = 2
+"""Part of every key: bumped when the same settings would give other weights (version 2: models and data
+draw from named random streams, ``latentcf.core.runtime.generator``), so an older file is never loaded."""
+
 
 def settings_key(name: str, settings: dict[str, Any], model: nn.Module) -> str:
     """A short stable hash of a model's name, settings and architecture.
@@ -27,7 +31,8 @@ def settings_key(name: str, settings: dict[str, Any], model: nn.Module) -> str:
     """
     buffers = {key: value.tolist() for key, value in model.state_dict().items()
                if key not in dict(model.named_parameters())}
-    text = json.dumps({"name": name, **settings, "architecture": repr(model), "buffers": buffers},
+    text = json.dumps({"name": name, "cache_version": CACHE_VERSION, **settings, "architecture": repr(model),
+                       "buffers": buffers},
                       sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -91,7 +96,7 @@ def cached_tensors(name: str, settings: dict[str, Any], make: Callable[[], dict[
     with ``mmap=True`` (batches are then read from disk as they are indexed, for data sets larger
     than memory). A corrupted file raises :class:`LatentcfError`.
     """
-    text = json.dumps({"name": name, **settings}, sort_keys=True, default=str)
+    text = json.dumps({"name": name, "cache_version": CACHE_VERSION, **settings}, sort_keys=True, default=str)
     path = cache_dir() / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
     if path.is_file():
         try:

@@ -33,8 +33,8 @@ def check_targets(target: torch.Tensor, num_classes: int, n: int | None = None) 
 
     Shapes: ``target: (n,)``. A wrong dtype, shape or an unknown class raises :class:`LatentcfError`.
     """
-    if not isinstance(target, torch.Tensor) or target.dim() != 1 or target.is_floating_point() or (
-            n is not None and len(target) != n):
+    integers = isinstance(target, torch.Tensor) and not target.is_floating_point() and target.dtype != torch.bool
+    if not integers or target.dim() != 1 or (n is not None and len(target) != n):
         described = f"{target.dtype} {tuple(target.shape)}" if isinstance(target, torch.Tensor) else repr(target)
         raise LatentcfError(f"targets must be {'' if n is None else f'{n} '}integer class indices in a 1-d tensor, "
                             f"got {described}")

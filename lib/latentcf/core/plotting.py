@@ -1,10 +1,15 @@
 """The book's one plotting style: matplotlib for static figures, plotly for 3-D and trajectories.
 
 Call :func:`use_style` once per notebook. Introduced in ``notebooks/helix``.
+
+Plotly figures are written for the offline book: their HTML output calls the ``Plotly`` that the
+book's own pages load once (``_static/plotly.min.js``), never a CDN, and they carry plotly's JSON
+mimetype too, which JupyterLab, VS Code and Colab draw by themselves.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -12,6 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 import torch
+from plotly.io._base_renderers import MimetypeRenderer
 from plotly.subplots import make_subplots
 
 CLASS_COLORS = ("#8c8c8c", "#f28e2b")
@@ -19,14 +25,32 @@ CLASS_COLORS = ("#8c8c8c", "#f28e2b")
 SEARCH_COLORS = {"x": "#d62728", "z": "#2ca02c"}
 """Search in X (red) and in Z (green)."""
 ACCENT = "#1f77b4"
+BOOK_RENDERER = "latentcf_book"
+
+
+class BookHtmlRenderer(MimetypeRenderer):
+    """``text/html`` of a figure that draws with the page's own ``Plotly``: no plotly.js, no MathJax, no CDN."""
+
+    def to_mimebundle(self, fig_dict: dict) -> dict[str, str]:
+        html = pio.to_html(fig_dict, include_plotlyjs=False, include_mathjax=False, full_html=False,
+                           default_width="100%", default_height=525, validate=False)
+        return {"text/html": html}
+
+
+pio.renderers[BOOK_RENDERER] = BookHtmlRenderer()
 
 
 def use_style() -> None:
-    """Set matplotlib defaults and make plotly figures render in notebooks and in the HTML book."""
+    """Set matplotlib defaults and make plotly figures render in notebooks and in the offline HTML book.
+
+    On Colab plotly keeps its own renderer; elsewhere figures carry plotly's JSON mimetype (drawn by
+    JupyterLab and VS Code) and HTML for the book, which loads plotly.js once from its static files.
+    """
     plt.rcParams.update({"figure.dpi": 110, "figure.figsize": (6.0, 3.6), "axes.grid": True,
                          "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
                          "font.size": 10})
-    pio.renderers.default = "plotly_mimetype+notebook_connected"
+    if "google.colab" not in sys.modules:
+        pio.renderers.default = f"plotly_mimetype+{BOOK_RENDERER}"
 
 
 def _np(points: torch.Tensor | np.ndarray) -> np.ndarray:

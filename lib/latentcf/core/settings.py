@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from latentcf.core.errors import LatentcfError
+from latentcf.core.errors import LatentcfError, optional_import
 
 STAGES = {
     "data": "which data, how many images, their size and split",
@@ -66,3 +66,20 @@ def stage_settings(settings: Any, *stages: str, seed: int, **extra: Any) -> dict
     fields = {name: value for name, value in dataclasses.asdict(settings).items()
               if name != "scale" and stage_of(name) in stages}
     return {**fields, "seed": seed, **extra}
+
+
+def settings_table(smoke: Any, paper: Any) -> Any:
+    """The chapter's settings side by side: a pandas DataFrame with columns ``smoke``, ``paper``, ``differs``.
+
+    One row per field (``scale`` left out), values in their own types (object columns, so an
+    integer stays an integer and a tuple a tuple); ``differs`` marks the rows where the smoke
+    scale departs from the paper.
+    """
+    if type(smoke) is not type(paper):
+        raise LatentcfError(f"cannot compare {type(smoke).__name__} with {type(paper).__name__}")
+    pandas = optional_import("pandas", "pandas", "the settings table")
+    names = [field.name for field in dataclasses.fields(paper) if field.name != "scale"]
+    columns = {"smoke": [getattr(smoke, name) for name in names], "paper": [getattr(paper, name) for name in names]}
+    columns["differs"] = ["●" if s != p else "" for s, p in zip(columns["smoke"], columns["paper"], strict=True)]
+    index = pandas.Index(names, name="setting")
+    return pandas.DataFrame({key: pandas.Series(values, index=index, dtype=object) for key, values in columns.items()})

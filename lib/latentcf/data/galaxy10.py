@@ -5,7 +5,7 @@ of the DESI Legacy Surveys rendered as RGB) with one of ten morphology classes e
 :func:`download_galaxy10` fetches it once (``pooch``, SHA256-checked) and :class:`Galaxy10File`
 reads it lazily with ``h5py``, a batch of images at a time, never the whole file as floats.
 Train/test split and the weak classifier's class-balanced "20%" subset follow the official code of
-LeapFactual (spec ``leapfactual-official-code.md`` Section 3.1) exactly.
+LeapFactual (``Galaxy10/galaxy10_data/convert_split_train_test.py``) exactly.
 
 Offline, :func:`synthetic_galaxy10` renders a Galaxy10-like set with a batched torch renderer:
 Sersic bulges, exponential disks, log-spiral arms, bars, edge-on disks, mergers with tidal tails,
@@ -146,8 +146,9 @@ def weak_subset(train_indices: torch.Tensor, labels: torch.Tensor, per_class: in
 def preprocess(images: torch.Tensor, crop: int = CROP, size: int = SIZE) -> torch.Tensor:
     """uint8 ``(B, 3, H, W)`` to float ``(B, 3, size, size)`` in [0, 1]: centre crop, then resize.
 
-    As the official test transform (spec Section 3.2): crop 150 of 256, bilinear antialiased resize
-    to 128, no normalisation. For images smaller than ``crop`` only the resize is applied.
+    As the official test transform (the Lightning data module of ``training_scripts/``): crop 150
+    of 256, bilinear antialiased resize to 128, no normalisation.
+    For images smaller than ``crop`` only the resize is applied.
     """
     x = images.float() / 255.0
     height, width = x.shape[-2:]
@@ -163,7 +164,7 @@ def random_rotation(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor
     """Rotate each image by its own angle, uniform in (-180, 180) degrees, about the image centre.
 
     Shapes: ``(B, C, H, W) -> (B, C, H, W)``. Nearest-neighbour sampling and zero fill, as the
-    official augmentation (torchvision ``RandomAffine(degrees=180)``, spec Section 3.2). The angles
+    official augmentation (torchvision ``RandomAffine(degrees=180)``). The angles
     are drawn on the CPU from ``generator``; the images stay on their device.
     """
     angle = (torch.rand(len(x), generator=generator, dtype=torch.float64) * 2 - 1) * math.pi

@@ -90,9 +90,9 @@ class ConditionalVelocityMLP(nn.Module):
 
     Shapes: ``t: () or (B,) or (B, 1)``, ``z: (B, D)``, ``c: (B,) indices or (B, K)`` ``-> (B, D)``.
 
-    The defaults reproduce the official toy network (spec Section 1.2): three hidden layers of
+    The defaults reproduce the official toy network (``Toy_Experiment/Experiment_Square.ipynb``): three hidden layers of
     width 64 with SELU, then a linear output. Morpho-MNIST uses the same shape with D = 32 and
-    Galaxy10 uses width 256 with five hidden layers (spec Sections 2.5, 3.5). Time enters as the raw
+    Galaxy10 uses width 256 with five hidden layers (``Galaxy10/Galaxy10_train_flow_mlp.py``). Time enters as the raw
     scalar ``t``. The condition enters as the ``K``-dim vector of :func:`condition_vector`; the
     official toy instead feeds the class index as one float, which is not used here because a
     probability condition (Morpho-MNIST) has no index form.
@@ -134,7 +134,7 @@ def sample_source(n: int, dim: int, generator: torch.Generator | None = None,
 
     ``"normal"`` is ``N(0, I)``, the source of the paper (Section 3.2.1) and of the official
     Morpho-MNIST and Galaxy10 code. ``"uniform"`` is ``U[-0.5, 0.5]^dim``, the source that the
-    official 2-D square toy actually uses (spec Section 1.1).
+    official 2-D square toy actually uses (``Toy_Experiment/Experiment_Square.ipynb``).
     """
     if distribution == "normal":
         return torch.randn(n, dim, generator=generator, dtype=dtype, device=device)
@@ -181,7 +181,7 @@ def cfm_loss(model: Callable[[torch.Tensor, torch.Tensor, LabelLike], torch.Tens
     Shapes: ``z0, z1: (B, D)``, ``c: (B,) or (B, K)`` ``-> ()``.
 
     ``t ~ U[0, 1]`` is drawn per sample, ``c`` is the (predicted) class of ``z1``. As in the
-    official code (torchcfm and the toy loop, spec Sections 1.3, 2.5), the squared error is
+    official code (torchcfm and the toy's training loop), the squared error is
     averaged over batch *and* dimensions, i.e. Eq. 3 divided by ``D``.
     """
     t = sample_time(z0.shape[0], generator, dtype=z0.dtype, device=z0.device)

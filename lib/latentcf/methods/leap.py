@@ -78,9 +78,9 @@ class Solver:
     fixed-grid ``'euler'``, ``'midpoint'``, ``'rk4'``. ``n_steps`` splits ``[0, 1]`` into equal
     intervals: the fixed-grid solvers take exactly these steps; ``dopri5`` is forced to stop on
     the grid points (as torchdyn does in the official code) and adapts its steps in between.
-    The official code counts grid *points* (``n_steps`` = 100 toy, 5 Morpho-MNIST, 15 Galaxy10,
-    spec Section 4.7); that is ``n_steps + 1`` here. Defaults: dopri5 with ``rtol = atol = 1e-4``
-    as in all official experiments.
+    The official code counts grid *points* (``n_steps`` = 100 toy, 5 Morpho-MNIST, 15 Galaxy10 in
+    its notebooks and ``Galaxy10/Galaxy10_generate_data.py``); that is ``n_steps + 1`` here.
+    Defaults: dopri5 with ``rtol = atol = 1e-4`` as in all official experiments.
     """
 
     method: Literal["dopri5", "euler", "midpoint", "rk4"] = "dopri5"
@@ -132,8 +132,9 @@ class ScaledConditionalField:
 
     Shapes: ``t: ()``, ``z: (B, D)`` ``-> (B, D)``; ``condition: (B, K)``.
 
-    As in the official wrapper (spec Section 4.1), ``gamma`` multiplies the velocity while the
-    time still runs over the whole of ``[0, 1]``; this is not the same as integrating over a
+    As in the vector-field wrapper of the official LeapFactual code (``caicairay/LeapFactual``),
+    ``gamma`` multiplies the velocity while the time still runs over the whole of ``[0, 1]``;
+    this is not the same as integrating over a
     shorter interval ``[1 - gamma, 1]``.
     """
 
@@ -165,7 +166,7 @@ def lift(velocity: ConditionalVelocity, z: torch.Tensor, y_current: LabelLike, g
 
     Shapes: ``z: (B, D)``, ``y_current: (B,) or (B, K)`` ``-> (n_steps + 1, B, D)``.
 
-    ``gamma_lift = 0`` is the identity and is not integrated (spec Section 4.2).
+    ``gamma_lift = 0`` is the identity and is not integrated (as in the official ``leap`` function).
     """
     return _transport(velocity, z, y_current, gamma_lift, (1.0, 0.0), solver, "gamma_lift")
 
@@ -213,11 +214,11 @@ def leap(velocity: ConditionalVelocity, z: torch.Tensor, y_current: LabelLike, y
     ``z_lift = z + int_1^0 gamma_lift v(t, z(t), y_c) dt`` and
     ``z_land = z_lift + int_0^1 gamma_land v(t, z(t), y_hat) dt``. Every sample has its own pair
     of labels and the whole batch is solved as one ODE (so dopri5's step size is shared, as in
-    the official code, spec Section 4.6). ``gamma_lift = gamma_land = 1`` replaces the class
+    the official code). ``gamma_lift = gamma_land = 1`` replaces the class
     information, ``gamma_lift = gamma_land < 1`` blends it, ``gamma_lift < gamma_land`` injects it.
 
     Paper vs code: the paper writes the step size as ``int gamma u_t dt``; the official code
-    multiplies the velocity by gamma and keeps the full time range (spec Section 4.1), which is
+    multiplies the velocity by gamma and keeps the full time range (the official wrapper), which is
     what is done here. The official code skips the lift when ``gamma_lift = 0``, so does this.
     """
     return leap_paths(velocity, z, y_current, y_target, gamma_lift, gamma_land, solver).land[-1]
@@ -261,15 +262,15 @@ def leapfactual(velocity: ConditionalVelocity, model: LatentModel, classifier: C
     ``(B, K)`` as a tensor or a NumPy array and is never differentiated. Blending leaps use
     ``gamma_lift = gamma_land = gamma_blend``, injection leaps use ``gamma_inject_lift`` and
     ``gamma_inject_land`` (the paper asks for ``gamma_inject_lift < gamma_inject_land``; it is not
-    enforced). Defaults are the Morpho-MNIST settings (spec Section 2.6).
+    enforced). Defaults are the Morpho-MNIST settings (``Morpho_MNIST/Experiment_MorphoMNIST.ipynb``).
 
-    Stopping: the official code has no explicit stop (spec Section 4.5): every sample gets all
+    Stopping: the official code has no explicit stop: every sample gets all
     leaps and blending halts by itself once the current label equals the target, because lift and
     land then cancel. That is the default. ``stop_blending_at_target=True`` makes the paper's
     "stops as soon as the target class is reached" exact: during blending, samples whose
     predicted class equals the target class are frozen by a mask. Injection never stops.
 
-    Labels: a probability output is used as a soft condition (Morpho-MNIST, spec Section 2.6);
+    Labels: a probability output is used as a soft condition (Morpho-MNIST, as the official notebook);
     ``hard_current_label=True`` turns it into one-hot of its argmax first (Galaxy10, Section 3.6).
     With ``desc`` a progress bar counts the leaps.
     """

@@ -1,7 +1,7 @@
 """Image similarity between a counterfactual and its input: PSNR, SSIM and LPIPS, in batched torch.
 
-PSNR and SSIM follow the torchmetrics defaults that the LeapFactual evaluation uses (spec
-``data-and-metrics-offline.md`` Section 3): images in ``[0, data_range]``, SSIM with an 11 x 11
+PSNR and SSIM follow the torchmetrics defaults that the LeapFactual evaluation uses ("keeping all
+other parameters at their default values", App. B.2.2): images in ``[0, data_range]``, SSIM with an 11 x 11
 Gaussian window of sigma 1.5, ``K1 = 0.01``, ``K2 = 0.03``, computed per channel on the valid
 (unpadded) part of the image and averaged. LPIPS (Zhang et al. 2018) with the SqueezeNet backbone
 needs two sets of published weights, torchvision's ImageNet SqueezeNet 1.1 and the LPIPS linear
@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from latentcf.core.weights import published_state_dict
 
 SQUEEZENET_URL = "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth"
 LPIPS_SQUEEZE_URL = "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/squeeze.pth"
@@ -146,11 +148,9 @@ def _unit_channels(features: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
 
 def lpips_squeeze() -> LPIPS | None:
     """LPIPS with its published SqueezeNet and linear-head weights, or ``None`` where they cannot be downloaded."""
-    try:
-        backbone = torch.hub.load_state_dict_from_url(SQUEEZENET_URL, check_hash=True, map_location="cpu")
-        heads = torch.hub.load_state_dict_from_url(LPIPS_SQUEEZE_URL, file_name="lpips_v0.1_squeeze.pth",
-                                                   map_location="cpu")
-    except (OSError, RuntimeError):
+    backbone = published_state_dict(SQUEEZENET_URL, check_hash=True)
+    heads = published_state_dict(LPIPS_SQUEEZE_URL, file_name="lpips_v0.1_squeeze.pth")
+    if backbone is None or heads is None:
         return None
     metric = LPIPS()
     with torch.no_grad():

@@ -21,7 +21,7 @@ width are multiples of 2 (the tests use 1x8x8).
 
 Simplifications against the official code: no parameters for the unused scale-2/3 modules (so
 the official checkpoint cannot be loaded as is); weight-norm convs with a frozen unit gain store
-no gain parameter; all batch-norms use PyTorch's default momentum (0.1), which the spec leaves open.
+no gain parameter; all batch-norms use PyTorch's default momentum (0.1), which the paper does not state.
 """
 
 from __future__ import annotations

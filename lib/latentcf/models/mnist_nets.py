@@ -2,7 +2,7 @@
 
 - Dombrowski et al. (``annahdo/counterfactuals``): the classifier :class:`MnistCNN`
   (``counterfactuals/classifiers/cnn.py``) and the convolutional VAE :class:`ConvVAE`
-  (``counterfactuals/vaes/vae.py``), the generator of the approximate counterfactuals.
+  (``counterfactuals/generative_models/vaes/vae.py``), the generator of the approximate counterfactuals.
 - LeapFactual (``caicairay/LeapFactual``): the classifier :class:`MorphoClassifier` and the
   "Simple VAE" :class:`MorphoVAE` (also conditional, the CGM baseline) of
   ``Morpho_MNIST/Experiment_MorphoMNIST.ipynb`` and ``training_scripts/``.
@@ -46,7 +46,9 @@ class MnistCNN(nn.Module):
 
 
 class ConvVAE(nn.Module):
-    """The official MNIST VAE (``counterfactuals/vaes/vae.py``, App. B.10): 10-d latent, no output activation.
+    """The official MNIST VAE (``counterfactuals/generative_models/vaes/vae.py``, App. B.10).
+
+    A 10-d latent and no output activation.
 
     ``encode: (B, 1, 28, 28) -> mu (B, 10)`` (deterministic, as the official code),
     ``decode: (B, 10) -> (B, 1, 28, 28)`` (unbounded; searches clip it to ``[0, 1]``).

@@ -1,7 +1,8 @@
 """VGG16 networks for the Galaxy10 chapter, in plain torch (no torchvision import).
 
-The official code (spec ``leapfactual-official-code.md`` Sections 3.3, 3.4) uses torchvision's VGG16-BN
-with ImageNet weights as the classifier and the frozen VGG16 ``features`` as a perceptual loss. The
+The official LeapFactual code (``training_scripts/``: ``wraped_vgg.py`` and the WAE's perceptual
+loss) uses torchvision's VGG16-BN with ImageNet weights as the classifier and the frozen VGG16 ``features``
+as a perceptual loss. The
 modules here carry torchvision's parameter names, so its published ImageNet weights load into them
 directly: :func:`imagenet_state_dict` fetches them with ``torch.hub`` where the download is possible
 and says clearly when it is not. ``width`` scales every layer for narrow smoke-scale networks.
@@ -14,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from latentcf.core.errors import LatentcfError
+from latentcf.core.weights import published_state_dict
 
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 IMAGENET_WEIGHTS = {
@@ -127,8 +129,4 @@ def imagenet_state_dict(name: str) -> dict[str, torch.Tensor] | None:
     """
     if name not in IMAGENET_WEIGHTS:
         raise LatentcfError(f"unknown ImageNet weights '{name}'; known: {', '.join(IMAGENET_WEIGHTS)}")
-    try:
-        return torch.hub.load_state_dict_from_url(IMAGENET_WEIGHTS[name], progress=True, check_hash=True,
-                                                  map_location="cpu")
-    except (OSError, RuntimeError):
-        return None
+    return published_state_dict(IMAGENET_WEIGHTS[name], check_hash=True)

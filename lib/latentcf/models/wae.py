@@ -1,6 +1,7 @@
 """The Galaxy10 generative model of LeapFactual: a residual Wasserstein autoencoder (WAE-MMD).
 
-Architecture and losses follow the official code (spec ``leapfactual-official-code.md`` Section 3.3):
+Architecture and losses follow the official code (``training_scripts/models/VAE/wae_mmd.py`` in
+``caicairay/LeapFactual``, config ``galaxy10_vae.yaml``):
 a deterministic residual encoder to a 64-dim latent, a residual decoder with a sigmoid output, and a
 loss of pixel MSE, a VGG16 perceptual term, the MMD between the latents and a standard normal prior
 under an inverse multiquadratic kernel, and an LSGAN term from a PatchGAN discriminator. Widths and
@@ -122,7 +123,7 @@ class ResidualWAE(nn.Module):
 
 
 def imq_mmd(z: torch.Tensor, prior: torch.Tensor, latent_var: float = 2.0, weight: float = 10.0) -> torch.Tensor:
-    """The MMD penalty of WAE-MMD with an inverse multiquadratic kernel (spec Section 3.3).
+    """The MMD penalty of WAE-MMD with an inverse multiquadratic kernel (``wae_mmd.py``).
 
     Shapes: ``z, prior: (B, D)`` ``-> ()``. ``k(a, b) = C / (C + |a - b|^2 + 1e-7)`` with
     ``C = 2 D latent_var``; the three kernel sums (prior-prior, z-z, prior-z) leave out their
