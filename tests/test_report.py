@@ -45,3 +45,10 @@ def test_pages_that_load_from_another_site_are_found_and_links_are_not(tmp_path)
                                                '<script type="module">import "https://cdn.plot.ly/plotly-4"</script>')
     found = external_resources(tmp_path)
     assert list(found) == ["sub/cdn.html"] and len(found["sub/cdn.html"]) == 3
+
+
+def test_a_bar_inside_a_relation_stays_in_its_cell(tmp_path):
+    _write(tmp_path / "smoke", "smoke", tangent_alignment=0.99)
+    row = next(line for line in render_report(tmp_path / "smoke", tmp_path / "none").splitlines()
+               if "tangent to the helix" in line)
+    assert "(\\|cos\\| > 0.9)" in row and row.count(" | ") == 3

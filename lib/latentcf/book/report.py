@@ -30,6 +30,11 @@ def _value(document: dict[str, Any] | None, metric: str) -> str:
     return f"{document['metrics'][metric]:.4g}"
 
 
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: a ``|`` inside it (``|cos| > 0.9``) must not end the cell."""
+    return text.replace("|", "\\|")
+
+
 def _provenance(label: str, document: dict[str, Any] | None) -> str:
     if document is None:
         return f"- {label}: no run yet."
@@ -46,14 +51,14 @@ def chapter_table(chapter: str, smoke: dict[str, Any] | None, paper: dict[str, A
              "|---|---|---|---|---|---|"]
     for claim in (c for c in CLAIMS if c.chapter == chapter):
         verdict = check_claim(claim, paper) if paper else None
-        lines.append(f"| `{claim.metric}` | {claim.paper_value:g} ± {claim.tolerance:g} | {claim.where} | "
+        lines.append(f"| `{claim.metric}` | {claim.paper_value:g} ± {claim.tolerance:g} | {_cell(claim.where)} | "
                      f"{_value(smoke, claim.metric)} | {_value(paper, claim.metric)} | "
                      f"{MARKS[verdict.passed] if verdict else '–'} |")
     lines += ["", "| relation (every scale) | where | smoke | paper scale |", "|---|---|---|---|"]
     for relation in (r for r in RELATIONS if r.chapter == chapter):
         smoke_mark = MARKS[check_relation(relation, smoke).passed] if smoke else "–"
         paper_mark = MARKS[check_relation(relation, paper).passed] if paper else "–"
-        lines.append(f"| {relation.text} | {relation.where} | {smoke_mark} | {paper_mark} |")
+        lines.append(f"| {_cell(relation.text)} | {_cell(relation.where)} | {smoke_mark} | {paper_mark} |")
     return "\n".join(lines) + "\n"
 
 
