@@ -142,8 +142,10 @@ models = galaxy_leap.train_models(data, settings, SEED, device, stage=run.stage)
 pretrained = {"imagenet_classifier": float(models.info["weak"]["imagenet"]),
               "imagenet_perceptual": float(models.info["wae"]["imagenet_perceptual"])}
 run.record(**pretrained)
+networks = {"imagenet_classifier": "The VGG16-BN classifiers", "imagenet_perceptual": "The perceptual loss's VGG16"}
 for name, used in pretrained.items():
-    print(f"{name}: {'ImageNet weights' if used else 'random initialisation (no ImageNet weights at this scale)'}")
+    print(f"{networks[name]} start from ImageNet weights." if used else
+          f"{networks[name]} start from random weights: ImageNet weights are not used or not available here.")
 plotting.loss_curves({"WAE generator": models.info["wae"]["loss"],
                       "PatchGAN discriminator": models.info["wae"]["discriminator_loss"],
                       "CE-CFM flow": models.info["flow"]["loss"]});
@@ -215,8 +217,8 @@ print("input:", galaxy10.CLASS_NAMES[int(generated["label"][0])])
 # %%
 sweep = galaxy_leap.sweep_metrics(generated, ["rec", *galaxy_leap.checkpoint_names(settings)])
 run.record(**sweep, lpips_available=float(models.lpips is not None))
-print("LPIPS:", "computed with the published SqueezeNet and linear-head weights" if models.lpips is not None
-      else "unavailable (its published weights cannot be downloaded here)")
+print("LPIPS is computed with its published SqueezeNet and linear-head weights." if models.lpips is not None
+      else "LPIPS is left out: its published weights cannot be downloaded here.")
 columns = ["acc", "auc", "acc_r", "auc_r", "ssim", "psnr"] + (["lpips"] if models.lpips is not None else [])
 
 

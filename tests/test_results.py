@@ -81,3 +81,9 @@ def test_a_stage_records_its_wall_time_under_one_name():
     assert set(run.metrics) == {"seconds_search_x"} and run.metrics["seconds_search_x"] >= 0
     with pytest.raises(ValueError, match="does not start with a known stage"), run.stage("training"):
         pass
+
+
+def test_a_time_under_another_naming_convention_is_refused():
+    run = start_run("helix", "smoke", 0, "cpu")
+    with pytest.raises(ValueError, match="record a stage's time with Run.stage"):
+        run.record(flow_train_s=3.0)

@@ -49,8 +49,14 @@ class Run:
     started: float = field(default_factory=time.perf_counter)
 
     def record(self, **metrics: float) -> None:
-        """Record named scalar metrics; a non-finite or non-numeric value raises ``ValueError``."""
+        """Record named scalar metrics; a non-finite or non-numeric value raises ``ValueError``.
+
+        Times are ``seconds_<stage>`` (see :meth:`stage`): a name ending in ``_s`` is refused, so one
+        naming convention holds in every results file.
+        """
         for name, value in metrics.items():
+            if name.endswith("_s"):
+                raise ValueError(f"metric '{name}': record a stage's time with Run.stage, as seconds_<stage>")
             number = float(value)
             if not math.isfinite(number):
                 raise ValueError(f"metric '{name}' is not a finite number: {value!r}")
