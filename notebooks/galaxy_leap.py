@@ -77,6 +77,7 @@ from latentcf.chapters.registry import start_run
 from latentcf.core import claims, plotting
 from latentcf.core.settings import settings_table
 from latentcf.data import galaxy10
+from latentcf.metrics import image_metrics
 
 run = start_run("galaxy_leap", SCALE, SEED, DEVICE)
 settings, device = run.settings, run.device
@@ -265,6 +266,56 @@ figure.tight_layout()
 # The trade-off of reliable counterfactuals in one picture: each injection leap makes the strong
 # classifier agree more often (left) and moves the image further from the input (right).
 #
+# ### PSNR, LPIPS and JPEG files as the paper has them
+#
+# The paper computes its similarity metrics with torchmetrics, "keeping all other parameters at their
+# default values" (App. B.2.2).
+#
+# * **PSNR.** torchmetrics' default pools the squared errors of *every* image before the logarithm and
+#   takes the data range from the input images (the largest pixel value, for images in [0, 1]). The `psnr`
+#   columns above are computed so (`image_metrics.pooled_psnr`); `psnr_mean`, the mean of the per-image
+#   PSNRs, is never lower: a few nearly exact images raise it by many dB and the pooled value hardly at all.
+# * **LPIPS.** torchmetrics' default (`normalize=False`) expects images in [-1, 1] and only checks that they
+#   are not below -1, so images in [0, 1] pass unchanged. The Galaxy10 pipeline works in [0, 1] throughout
+#   (the WAE's decoder ends in a sigmoid; the official WAE validation computes SSIM and PSNR with data
+#   range [0, 1]), while the official FFHQ code, whose StyleGAN images are in [-1, 1], clamps them to
+#   [-1, 1] before LPIPS. The Galaxy10 evaluation code is not released; with the defaults the paper names,
+#   its [0, 1] images entered LPIPS as they are, and so they do in `lpips` here. `lpips_normalized` maps
+#   them to [-1, 1] first; the cell below prints how far apart the two are on this run's images, where the
+#   published weights could be had (without them no LPIPS value means anything).
+# * **JPEG.** The official pipeline stores the data set (`Galaxy10/convert_split_train_test.py`) and the
+#   CE sets that retrain the weak classifier (`Galaxy10/Galaxy10_generate_data.py`) as JPEG files of
+#   Pillow's default quality 75, and every later stage reads those files. The paper scale makes the same
+#   round trips (`settings.data_jpeg_quality`). The smoke scale renders its galaxies and stores no files;
+#   the cell below measures what the round trip would change there: the PSNR (pooled, as above) between
+#   test images as rendered and after a JPEG round trip, both cropped and resized as the models see them,
+#   and the same for the stored CEs.
+
+# %%
+def set_psnr(x: torch.Tensor, reference: torch.Tensor) -> float:
+    """torchmetrics' default PSNR of a set of images against the reference set (as the `psnr` columns)."""
+    return image_metrics.pooled_psnr(image_metrics.psnr(x, reference), image_metrics.default_data_range(reference))
+
+
+similarity = {"psnr (pooled, the paper's)": "psnr", "psnr_mean (mean of per-image PSNRs)": "psnr_mean"}
+if models.lpips is not None:
+    similarity.update({"lpips ([0, 1] as they are)": "lpips", "lpips_normalized ([-1, 1])": "lpips_normalized"})
+else:
+    print("No LPIPS weights here: how much the input range moves LPIPS is shown by a run that has them.")
+if settings.data_jpeg_quality:
+    print(f"The data set and the CE sets are stored as JPEG of quality {settings.data_jpeg_quality}, as officially.")
+else:
+    test_images, stored_ce = data.source.read_images(data.test[:512]), generated["x_ce"][:512]
+    rendered, as_jpeg = (galaxy_leap.transform(images, data.crop, data.image_size)
+                         for images in (test_images, image_metrics.jpeg_round_trip(test_images)))
+    run.record(jpeg_psnr_data=set_psnr(as_jpeg, rendered),
+               jpeg_psnr_ce=set_psnr(image_metrics.jpeg_round_trip(stored_ce).float() / 255, stored_ce.float() / 255))
+    print(f"A JPEG round trip (quality 75) would change the test images by PSNR {run.metrics['jpeg_psnr_data']:.1f} "
+          f"dB and the CEs by {run.metrics['jpeg_psnr_ce']:.1f} dB.")
+pd.DataFrame({label: {n: sweep[f"{name}_ni{n}"] for n in injections} for label, name in similarity.items()}
+             ).rename_axis("N_i").round(4)
+
+# %% [markdown]
 # ## Figure 9: the injection step sizes
 #
 # Injection needs $\gamma_{i,\text{lift}} < \gamma_{i,\text{land}}$. The paper first varies

@@ -319,8 +319,7 @@ figure.tight_layout()
 spectrum_images = data.test_x[torch.randperm(len(data.test_x), generator=generator(SEED, "eval/spectrum_images"))
                               [:settings.eval_spectrum_points].to(device)]
 with run.stage("eval_spectrum"):
-    spectra = mnist_diffeo.metric_spectrum(flow.decode, mnist_diffeo.flow_latents(flow, spectrum_images))
-mean_spectrum = spectra.mean(0).cpu()
+    mean_spectrum = mnist_diffeo.mean_metric_spectrum(flow, spectrum_images)
 run.record(spectrum_max=mean_spectrum[0], spectrum_median=mean_spectrum.median(),
            spectrum_dims_90=mnist_diffeo.effective_dimension(mean_spectrum))
 figure, ax = plt.subplots(figsize=(4.6, 3.4))

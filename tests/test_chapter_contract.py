@@ -74,6 +74,26 @@ def test_settings_are_paper_and_a_commented_smoke_replacement(name):
     assert override_problems(inspect.getsource(module), paper, smoke) == []
 
 
+def dry_run_problems(paper, dry_run) -> list[str]:
+    """A dry run is the paper scale with only sizes cut: same type, scale "paper", smaller integers only (counts of
+    items, batches, runs and steps; 0 for an evaluation whose one item costs hours on a CPU)."""
+    if type(dry_run) is not type(paper) or dry_run.scale != "paper":
+        return ["DRY_RUN is not the paper settings of the chapter"]
+    problems = []
+    for field in dataclasses.fields(paper):
+        cut, full = getattr(dry_run, field.name), getattr(paper, field.name)
+        if cut != full and not (type(cut) is int and type(full) is int and 0 <= cut < full):
+            problems.append(f"DRY_RUN changes '{field.name}' ({full!r} -> {cut!r}), which is not a count it cuts")
+    return problems
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_dry_run_is_the_paper_scale_with_counts_cut(name):
+    module = CHAPTERS[name].module
+    assert dry_run_problems(module.PAPER, module.DRY_RUN) == []
+    assert CHAPTERS[name].settings("paper", dry_run=True) is module.DRY_RUN
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_training_functions_take_data_settings_seed_device(name):
     module = CHAPTERS[name].module
@@ -145,4 +165,9 @@ def test_the_checks_catch_a_chapter_that_breaks_the_contract():
     assert problems[0] == "SMOKE overrides 'flow_steps' without a comment giving the reason"
     assert "differing ['flow_lr', 'flow_steps', 'scale']" in problems[1]
     assert len(random_stream_problems(BROKEN_CHAPTER)) == 2
+    assert dry_run_problems(paper, dataclasses.replace(paper, flow_lr=1e-2)) == [
+        "DRY_RUN changes 'flow_lr' (0.001 -> 0.01), which is not a count it cuts"]
+    assert dry_run_problems(paper, dataclasses.replace(paper, flow_steps=200))[0].startswith("DRY_RUN changes")
+    assert dry_run_problems(paper, dataclasses.replace(paper, scale="smoke")) == [
+        "DRY_RUN is not the paper settings of the chapter"]
     assert len(reference_problems(BROKEN_CHAPTER)) == 2

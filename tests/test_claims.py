@@ -1,5 +1,23 @@
+import math
+
+import pytest
+
 from latentcf.book.reproduce import format_verdicts
-from latentcf.core.claims import CLAIMS, RELATIONS, check_document, failures, published_values
+from latentcf.core.claims import (
+    CLAIMS,
+    GALAXY_INJECT_SWEEP,
+    LEAPFACTUAL_TABLE5,
+    PAPER_SCALE,
+    RELATIONS,
+    Claim,
+    Relation,
+    StandardError,
+    check_claim,
+    check_document,
+    check_relation,
+    failures,
+    published_values,
+)
 
 
 def _document(scale, **overrides):
@@ -43,8 +61,152 @@ def test_published_values_come_from_the_registry():
 
 def test_the_published_galaxy10_tables_pass_their_own_claims_and_relations():
     metrics = dict(published_values("galaxy_leap"))
-    verdicts = check_document({"chapter": "galaxy_leap", "scale": "paper", "metrics": metrics})
+    verdicts = check_document({"chapter": "galaxy_leap", "scale": "paper", "settings": {"table3_runs": 5},
+                               "metrics": metrics})
     assert len(metrics) == 16 + 35 + 35 and failures(verdicts) == []
     worse = {**metrics, "acc_rce_100": metrics["acc_ce_100"] - 0.01, "ssim_ni5": metrics["ssim_ni0"] + 0.01}
     failed = failures(check_document({"chapter": "galaxy_leap", "scale": "smoke", "metrics": worse}))
     assert len(failed) == 2 and all("CEs" in v.name for v in failed)
+
+
+# Tolerances from published errors, weak claims, relations by scale ---------------------------------------------
+
+def _galaxy_paper(**overrides):
+    metrics = {**published_values("galaxy_leap"), **overrides}
+    return {"chapter": "galaxy_leap", "scale": "paper", "settings": {"table3_runs": 5}, "metrics": metrics}
+
+
+def _names(verdicts):
+    return {v.name for v in verdicts}
+
+
+def test_a_standard_error_tolerance_follows_the_published_error_and_the_run_sample_size():
+    sem = StandardError(0.0026, paper_n=5, spread="sem", sample_size="eval_runs", floor=0.001, why="test")
+    assert sem({"settings": {"eval_runs": 5}}) == pytest.approx(3 * 0.0026 * math.sqrt(2))
+    assert sem({"settings": {"eval_runs": 1}}) == pytest.approx(3 * 0.0026 * math.sqrt(6))
+    assert sem({"settings": {}}) is None
+    std = StandardError(0.711, paper_n=500, spread="std", sample_size="search_n", floor=0.01, why="test")
+    assert std({"settings": {"search_n": 500}}) == pytest.approx(3 * 0.711 * math.sqrt(2 / 500))
+    assert std({"settings": {"search_n": 48}}) > std({"settings": {"search_n": 500}})
+    floored = StandardError(0.0, paper_n=5, spread="sem", sample_size=1, floor=0.001, why="test")
+    assert floored({}) == 0.001 and "floor 0.001" in floored.describe()
+    with pytest.raises(ValueError):
+        StandardError(0.1, paper_n=5, spread="iqr", sample_size=1, floor=0.0, why="test")
+
+
+def test_a_claim_with_a_standard_error_tolerance_is_checked_against_the_run_sample_size():
+    claim = Claim("mnist_leap", "acc_leap", 0.9868,
+                  StandardError(0.0026, paper_n=5, spread="sem", sample_size="eval_runs", floor=0.001, why="t"), "T2")
+    document = {"chapter": "mnist_leap", "scale": "paper", "settings": {"eval_runs": 5}, "metrics": {"acc_leap": 0.977}}
+    assert check_claim(claim, document).passed is True  # 0.0098 off, tolerance 0.0110
+    document["settings"]["eval_runs"] = 50
+    assert check_claim(claim, document).passed is False  # tolerance 0.0082 with ten times the runs
+    del document["settings"]["eval_runs"]
+    verdict = check_claim(claim, document)
+    assert verdict.passed is False and "sample size" in verdict.detail
+
+
+def test_every_published_error_becomes_a_tolerance_that_can_fail():
+    for claim in CLAIMS:
+        if isinstance(claim.tolerance, StandardError):
+            tolerance = claim.tolerance({"settings": {claim.tolerance.sample_size: 5}})
+            assert 0 < tolerance < 0.5 * abs(claim.paper_value), claim.metric
+
+
+def test_the_z_space_class_distances_are_marked_weak_and_say_why():
+    weak = {c.metric: c.weak for c in CLAIMS if c.weak}
+    assert set(weak) == {"l2z_class_x", "l2z_class_z"} and all("39.6" in text for text in weak.values())
+    metrics = published_values("mnist_diffeo")
+    verdicts = check_document({"chapter": "mnist_diffeo", "scale": "paper", "settings": {"search_n": 500},
+                               "metrics": metrics})
+    assert {v.name for v in verdicts if v.weak} == set(weak)
+
+
+def test_a_relation_is_only_checked_at_its_scales():
+    relation = Relation("helix", "x is positive", ("x",), lambda m: m["x"] > 0, "here", scales=PAPER_SCALE)
+    smoke = check_relation(relation, {"scale": "smoke", "metrics": {"x": -1.0}})
+    assert smoke.passed is None and smoke.detail == "not checked at this scale"
+    assert check_relation(relation, {"scale": "paper", "metrics": {"x": -1.0}}).passed is False
+    failed = check_relation(relation, {"scale": "paper", "metrics": {"x": -1.0}})
+    assert "x = -1" in failed.detail
+
+
+def test_a_run_flat_in_n_b_passes_table5_claims_but_fails_its_trend():
+    columns = ("acc", "auc", "acc_r", "auc_r", "ssim", "psnr", "lpips")
+    flat = {f"{metric}_nb{n}": value for n in LEAPFACTUAL_TABLE5
+            for metric, value in zip(columns, LEAPFACTUAL_TABLE5[250])}
+    verdicts = check_document(_galaxy_paper(**flat))
+    assert not [v for v in failures(verdicts) if v.paper_value is not None]
+    assert _names(failures(verdicts)) == {r.text for r in RELATIONS if "blending leaps" in r.text}
+
+
+def test_table3_fails_when_reliable_ces_do_not_help_or_plain_ces_do_not_hurt():
+    metrics = published_values("galaxy_leap")
+    no_help = _galaxy_paper(acc_rce_100=metrics["acc_weak"] - 0.001)
+    assert any("reliable CEs help" in v.name and v.name.startswith("ACC") for v in failures(check_document(no_help)))
+    no_harm = _galaxy_paper(auc_ce_100=metrics["auc_weak"] + 0.0001)
+    assert [v.name[:4] for v in failures(check_document(no_harm)) if "plain CEs hurt" in v.name] == ["AUC:"]
+    at_smoke = check_document({**no_help, "scale": "smoke"})
+    assert not [v for v in at_smoke if "CEs hurt" in v.name and v.passed is not None]
+
+
+def test_table6_fails_when_injection_does_not_raise_acc_r_or_lower_similarity():
+    flat_acc_r = _galaxy_paper(**{f"acc_r_ni{n}": 0.6 for n in (5, 15, 25)})
+    assert any("ACC_r rises" in v.name for v in failures(check_document(flat_acc_r)))
+    rising_psnr = _galaxy_paper(psnr_ni35=25.0)
+    assert any("PSNR falls at every step of N_i" in v.name for v in failures(check_document(rising_psnr)))
+    assert GALAXY_INJECT_SWEEP == (5, 15, 25, 35)
+
+
+def _mnist_leap(scale, **overrides):
+    metrics = {**published_values("mnist_leap"), "acc_leap_blackbox": 0.99, **overrides}
+    return {"chapter": "mnist_leap", "scale": scale, "settings": {"eval_runs": 5}, "metrics": metrics}
+
+
+def test_the_published_table2_passes_its_claims_and_relations():
+    assert failures(check_document(_mnist_leap("paper"))) == []
+
+
+def test_injection_must_raise_the_accuracy_not_merely_keep_it():
+    verdicts = check_document(_mnist_leap("smoke", acc_leap_r=0.9858))  # the old relation allowed 0.02 less
+    assert [v.name for v in failures(verdicts)] == [r.text for r in RELATIONS if "raises the accuracy" in r.text]
+
+
+def test_leapfactual_must_change_every_property_least_at_paper_scale():
+    worse_slant = _mnist_leap("paper", d_slant_leap=3.5)
+    assert any("every D row" in v.name for v in failures(check_document(worse_slant)))
+    assert not any("every D row" in v.name for v in failures(check_document({**worse_slant, "scale": "smoke"})))
+
+
+def _mnist_diffeo(**overrides):
+    metrics = {**published_values("mnist_diffeo"), "oracle_target_acc_z": 0.5, "oracle_target_acc_x": 0.1,
+               "knn_target_frac_z": 0.5, "knn_target_frac_x": 0.1, **overrides}
+    return {"chapter": "mnist_diffeo", "scale": "smoke", "settings": {"search_n": 48}, "metrics": metrics}
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    ({"im1_x": 2.3}, "IM1 is lowest"),
+    ({"l2x_source_z": 9.5}, "than to the source class"),
+    ({"l2z_source_z": 40.0}, "in Z, counterfactuals are closer to their source image than to the source class"),
+])
+def test_the_orderings_of_dombrowski_tables_1_to_3_fail_when_violated(overrides, words):
+    assert failures(check_document(_mnist_diffeo())) == []
+    assert [v.name for v in failures(check_document(_mnist_diffeo(**overrides))) if words in v.name]
+
+
+@pytest.mark.parametrize(("metric", "words"), [("auc_r", "AUC_r rises"), ("ssim", "SSIM falls at every step of N_i"),
+                                               ("psnr", "PSNR falls at every step of N_i"),
+                                               ("lpips", "LPIPS rises at every step of N_i")])
+def test_each_table6_trend_fails_on_a_run_flat_in_n_i(metric, words):
+    flat = _galaxy_paper(**{f"{metric}_ni{n}": published_values("galaxy_leap")[f"{metric}_ni0"]
+                            for n in GALAXY_INJECT_SWEEP})
+    failed = [v.name for v in failures(check_document(flat)) if v.paper_value is None]
+    assert [name for name in failed if "more injection leaps" in name] == [
+        r.text for r in RELATIONS if r.chapter == "galaxy_leap" and words in r.text]
+
+
+@pytest.mark.parametrize(("overrides", "words"), [({"acc_cgm": 0.8}, "CGM-based"),
+                                                  ({"auc_leap_r": 0.9990}, "raises the AUC")])
+def test_the_other_table2_orderings_fail_when_violated(overrides, words):
+    assert [v.name for v in failures(check_document(_mnist_leap("smoke", **overrides)))] == [
+        r.text for r in RELATIONS if words in r.text]

@@ -18,6 +18,7 @@ def _error_lines(capsys):
     (["reproduce", "nochapter"], "error: unknown chapter 'nochapter'; known chapters: helix"),
     (["reproduce", "helix", "--scale", "huge"], "error: unknown scale 'huge'"),
     (["reproduce", "helix", "--device", "quantum"], "error: unknown device 'quantum'"),
+    (["reproduce", "helix", "--dry-run"], "error: --dry-run runs the paper scale's code paths"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(argv, message, capsys):
     assert main(argv) == 2

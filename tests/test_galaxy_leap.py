@@ -11,6 +11,7 @@ import torch
 
 from latentcf.chapters import galaxy_leap
 from latentcf.core.errors import LatentcfError
+from latentcf.core.runtime import RunOptions
 from latentcf.core.settings import check_settings
 from latentcf.core.training import fit
 from latentcf.data import galaxy10
@@ -77,6 +78,7 @@ def test_paper_scale_refuses_the_synthetic_stand_in_and_unknown_data_sets_are_re
 
 
 def test_the_real_data_set_is_named_with_its_location_when_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv(*RunOptions(allow_missing_weights=True).environment().popitem())
     monkeypatch.setattr(galaxy10, "download_galaxy10", lambda path: (_ for _ in ()).throw(
         LatentcfError(f"could not download; put {galaxy10.FILENAME} at {path}")))
     with pytest.raises(LatentcfError, match=galaxy10.FILENAME):

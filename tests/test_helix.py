@@ -85,3 +85,15 @@ def test_tangent_space_of_a_flow_has_descending_eigenvalues():
     assert ((space.singular_ratio > 0) & (space.singular_ratio <= 1)).all()
     assert ((space.alignment >= 0) & (space.alignment <= 1 + 1e-6)).all()
     assert math.isfinite(space.alignment.mean().item())
+
+
+@pytest.mark.parametrize(("median_distance_z", "passes"),
+                         [(0.0055, True), (0.0065, True), (0.0195, True), (0.034, False), (0.05, False)])
+def test_latent_distance_claim_admits_the_spread_over_flow_trainings(median_distance_z, passes):
+    """0.0055 to 0.0195: paper-scale trainings (seeds, coupling directions); 0.0065: the official code."""
+    from latentcf.core.claims import CLAIMS, check_claim
+
+    claim = next(c for c in CLAIMS if c.chapter == "helix" and c.metric == "median_distance_z")
+    document = {"chapter": "helix", "scale": "paper", "settings": {},
+                "metrics": {"median_distance_z": median_distance_z}}
+    assert check_claim(claim, document).passed is passes

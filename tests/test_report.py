@@ -52,3 +52,61 @@ def test_a_bar_inside_a_relation_stays_in_its_cell(tmp_path):
     row = next(line for line in render_report(tmp_path / "smoke", tmp_path / "none").splitlines()
                if "tangent to the helix" in line)
     assert "(\\|cos\\| > 0.9)" in row and row.count(" | ") == 3
+
+
+def _write_document(folder, chapter, scale, metrics, settings=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    document = {"chapter": chapter, "scale": scale, "metrics": metrics, "settings": settings or {}, **REQUIRED}
+    (folder / f"{chapter}.json").write_text(json.dumps(document))
+
+
+def _summary_row(table, title):
+    return next(line for line in table.splitlines() if line.startswith(f"| {title} |"))
+
+
+def test_the_report_opens_with_a_summary_per_chapter(tmp_path):
+    from latentcf.chapters.registry import CHAPTERS
+
+    _write(tmp_path / "smoke", "smoke", median_distance_x=1.9, median_distance_z=0.05)
+    _write(tmp_path / "paper", "paper", median_distance_x=2.2, median_distance_z=0.3, success_rate_x=1.0,
+           success_rate_z=1.0, classifier_accuracy=1.0, tangent_singular_ratio=0.01, tangent_alignment=0.99)
+    table = render_report(tmp_path / "smoke", tmp_path / "paper")
+    assert table.startswith("## At a glance")
+    helix = _summary_row(table, CHAPTERS["helix"].title)
+    # 5 published numbers, 5 checked, 4 pass (median_distance_z fails), none weak, none unrun; the smoke run lacks
+    # four relations' metrics (they fail as missing); at paper scale the distance in Z is not a tenth of X's
+    assert helix.endswith("| 5 | 5 | 4 | 0 | 0 | 1 of 5 | 4 of 5 |")
+    galaxy = _summary_row(table, CHAPTERS["galaxy_leap"].title)
+    assert galaxy.endswith("| 86 | 0 | 0 | 0 | 86 | no run | no run |")
+
+
+def test_weak_claims_are_listed_but_not_counted_as_passing(tmp_path):
+    from latentcf.chapters.registry import CHAPTERS
+    from latentcf.core.claims import published_values
+
+    _write_document(tmp_path / "paper", "mnist_diffeo", "paper", published_values("mnist_diffeo"), {"search_n": 500})
+    table = render_report(tmp_path / "none", tmp_path / "paper")
+    assert _summary_row(table, CHAPTERS["mnist_diffeo"].title).startswith(
+        f"| {CHAPTERS['mnist_diffeo'].title} | 16 | 16 | 14 | 2 |")
+    row = next(line for line in table.splitlines() if line.startswith("| `l2z_class_z`"))
+    assert row.endswith("| pass (weak by construction) |")
+    assert "Weak by construction, `l2z_class_z`: two independent" in table
+    im1 = next(line for line in table.splitlines() if line.startswith("| `im1_x`"))
+    assert "3 SE (SD 0.317 of 500; run n: search_n; floor 0.01) = 0.0601" in im1
+    assert "- Tolerance (SE = standard error): Table 1: mean and standard deviation" in table
+
+
+def test_a_relation_outside_its_scales_says_so(tmp_path):
+    from latentcf.chapters.registry import CHAPTERS
+
+    _write_document(tmp_path / "smoke", "galaxy_leap", "smoke", {"acc_strong": 0.6, "acc_weak": 0.3})
+    table = render_report(tmp_path / "smoke", tmp_path / "none")
+    row = next(line for line in table.splitlines() if "reliable CEs help, plain CEs hurt" in line)
+    assert row.endswith("| not checked at this scale | – |")
+    assert "(11 not checked at this scale)" in _summary_row(table, CHAPTERS["galaxy_leap"].title)
+
+
+def test_a_chapter_without_published_numbers_says_so(tmp_path):
+    table = render_report(tmp_path / "none", tmp_path / "none")
+    square = table[table.index("## LeapFactual on the square toy"):]
+    assert "The papers publish no numbers for this chapter." in square.split("| relation |")[0]

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from latentcf.chapters import square
-from latentcf.core.claims import RELATIONS
+from latentcf.core.claims import RELATIONS, check_relation
+from latentcf.methods.cfm import condition_vector
 from latentcf.methods.leap import Solver
 
 TIGHT = Solver("dopri5", n_steps=4, rtol=1e-7, atol=1e-7)
@@ -111,13 +112,48 @@ def test_blend_alpha_recovers_a_hand_made_alpha_and_its_limits() -> None:
     assert square.straight_line_alpha(1.0) == 0.0 and square.straight_line_alpha(0.0) == 1.0
 
 
-def test_points_of_the_target_class_do_not_drift_under_blending() -> None:
-    z = in_class(3, 64, seed=5)
-    target = torch.full((64,), 3)
-    result = square.progressive(square.StraightLineField(), z, target, 10, 0.1, 0, 0.0, 0.1, TIGHT)
-    assert result.z_trajectory.shape == (11, 64, 2)
-    assert square.blend_fixed_point_drift(z, result.z_cf) < 1e-5
-    assert square.blend_fixed_point_drift(z, z + torch.tensor([0.03, 0.04])) == pytest.approx(0.05)
+class WrongClassField:
+    """The straight-line field of the *next* class: every land goes to the wrong quadrant."""
+
+    num_classes = square.NUM_CLASSES
+
+    def __call__(self, t: torch.Tensor, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        labels = condition_vector(c, square.NUM_CLASSES, dtype=z.dtype, device=z.device).argmax(dim=1)
+        return square.StraightLineField()(t, z, (labels + 1) % square.NUM_CLASSES)
+
+
+def settle_verdict(rate: float) -> bool | None:
+    """The square relation on blending's settling, evaluated on a document holding only ``rate``."""
+    relation = next(r for r in RELATIONS if r.chapter == "square" and "blend_settle_rate" in r.metrics)
+    return check_relation(relation, {"scale": "smoke", "metrics": {"blend_settle_rate": rate}}).passed
+
+
+@pytest.mark.parametrize(("field", "settles"), [(square.StraightLineField(), True), (StillField(), False),
+                                                (WrongClassField(), False)])
+def test_blending_settles_at_the_target_with_the_right_field_only(field, settles: bool) -> None:
+    z, target = points(256, seed=5)
+    result = square.progressive(field, z, target, 40, 0.1, 0, 0.0, 0.0, TIGHT)
+    assert result.z_trajectory.shape == (41, 256, 2)
+    settling = square.blend_settle(result.z_trajectory, target)
+    assert settle_verdict(settling.settle_rate) is settles
+    if settles:
+        assert settling.settle_rate == 1.0 and settling.rest_step_max < 1e-4
+        assert 1 <= settling.arrival_leaps_median < 40
+    else:
+        assert settling.settle_rate < 0.5
+
+
+def test_settling_needs_arrival_and_rest_on_hand_made_trajectories() -> None:
+    start = torch.tensor([[-0.2, -0.2], [-0.2, -0.2], [-0.2, -0.2], [-0.2, -0.2]])
+    target = torch.full((4,), 3)
+    inside = torch.tensor([0.2, 0.2])
+    path = torch.stack([start, start, start])
+    path[1:, 0] = inside  # arrives at leap 1, then rests
+    path[2, 1] = inside  # arrives only after the last leap: not seen resting
+    path[1, 2], path[2, 2] = inside, inside + 0.01  # arrives, then moves 0.014 in one leap
+    settling = square.blend_settle(path, target)
+    assert settling.settle_rate == 0.25 and settling.arrival_leaps_median == 1.0
+    assert settling.rest_step_max == pytest.approx(0.01 * math.sqrt(2), rel=1e-5)
 
 
 def test_inject_gain_matches_the_closed_form() -> None:
@@ -179,5 +215,5 @@ def test_the_solver_uses_the_leap_settings() -> None:
 def test_the_square_relations_name_every_blend_alpha() -> None:
     names = {name for relation in RELATIONS if relation.chapter == "square" for name in relation.metrics}
     assert {square.blend_metric_name(g) for g in square.BLEND_GAMMAS} <= names
-    assert {"replace_hit_rate", "replace_collapse", "residual_error", "blend_fixed_point_drift",
+    assert {"replace_hit_rate", "replace_collapse", "residual_error", "blend_settle_rate",
             "inject_gain"} <= names

@@ -7,6 +7,11 @@ the static files that make the book work offline: plotly.js (from the plotly pac
 (from the ``django-static-mathjax`` package), served once per site from ``_static``. Jupyter Book
 then renders them without executing anything (``execute_notebooks: 'off'``), and the built pages
 are checked to load nothing from outside the site.
+
+Two books are built from the same sources. The smoke book (``book``, into ``build/_build/html``) shows
+the smoke runs of ``build/executed``; the paper-scale book (``book --scale paper``, into
+``build/paper/_build/html``) shows each chapter's paper-scale run from ``build/paper/executed``, or,
+for a chapter without one, its smoke run with a note at the top of the page that says so.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import nbformat
 from latentcf.book.report import fill_report_page
 from latentcf.chapters.registry import CHAPTERS
 from latentcf.core.errors import LatentcfError, optional_import
-from latentcf.core.paths import build_dir, project_root
+from latentcf.core.paths import build_dir, paper_results_dir, project_root
+from latentcf.core.results import check_scale
 
 REPORT_PAGE = "book/reproduction-report.md"
 HIDDEN_TAGS = {"injected-parameters": "remove-cell"}
@@ -37,33 +43,81 @@ REMOTE_IMPORT = re.compile(r"""\bimport\s*\(?\s*["'](?:https?:)?//[^"']+["']""")
 LOADING_RELS = re.compile(r"""\brel=["'][^"']*\b(?:stylesheet|preload|modulepreload|icon)\b""", re.I)
 
 
-def stage_sources(out: Path) -> Path:
-    """Copy the book's sources with executed notebooks into ``out/book-src``; return that folder."""
+SMOKE_FALLBACK_NOTE = ("```{note}\nThis page shows the **smoke-scale** run of the chapter: no paper-scale run of "
+                       "it was available when this paper-scale book was built. Its numbers are not the paper's; the "
+                       "[reproduction report](../book/reproduction-report.md) lists what was run at which scale.\n```")
+"""The note at the top of a chapter page of the paper-scale book that shows a smoke run."""
+
+
+def executed_notebook(chapter_notebook: str, scale: str, smoke_out: Path, paper_out: Path) -> tuple[Path, str]:
+    """The executed notebook a book of ``scale`` shows, and the scale it was run at.
+
+    The smoke book shows ``smoke_out/executed``; the paper-scale book prefers ``paper_out/executed`` and
+    falls back to the smoke run. A chapter with neither raises :class:`LatentcfError`.
+    """
+    name = Path(chapter_notebook).name
+    candidates = [(paper_out / "executed" / name, "paper")] if check_scale(scale) == "paper" else []
+    candidates.append((smoke_out / "executed" / name, "smoke"))
+    for path, ran_at in candidates:
+        if path.is_file():
+            return path, ran_at
+    raise LatentcfError(f"{name} has not been executed ({candidates[-1][0]} is missing); run 'python -m latentcf "
+                        f"reproduce all' first")
+
+
+def stage_sources(out: Path, scale: str = "smoke", smoke_out: Path | None = None) -> Path:
+    """Copy the book's sources with executed notebooks into ``out/book-src``; return that folder.
+
+    ``scale="paper"``: the chapters' paper-scale runs from ``out/executed`` (smoke runs from
+    ``smoke_out/executed`` where there is none, noted on the page), and the report's paper-scale column
+    from ``out/results``, then the committed ``results/paper``.
+    """
     root, stage = project_root(), out / "book-src"
+    smoke_out = smoke_out or out
     shutil.rmtree(stage, ignore_errors=True)
     shutil.copytree(root / "book", stage / "book")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, stage / name)
     for chapter in CHAPTERS.values():
-        executed = out / "executed" / Path(chapter.notebook).name
-        if not executed.is_file():
-            raise LatentcfError(f"chapter '{chapter.name}' has not been executed ({executed} is missing); "
-                                f"run 'python -m latentcf reproduce all' first")
+        executed, ran_at = executed_notebook(chapter.notebook, scale, smoke_out, out)
         (stage / chapter.notebook).parent.mkdir(parents=True, exist_ok=True)
-        stage_notebook(executed, stage / chapter.notebook)
+        stage_notebook(executed, stage / chapter.notebook, note=SMOKE_FALLBACK_NOTE if ran_at != scale else None)
     shutil.copytree(root / "lib" / "latentcf", stage / "lib" / "latentcf",
                     ignore=shutil.ignore_patterns("__pycache__", "shipped"))
-    fill_report_page(stage / REPORT_PAGE, smoke_dir=out / "results")
+    fill_report_page(stage / REPORT_PAGE, smoke_dir=smoke_out / "results",
+                     paper_dir=paper_results(out / "report-paper-results",
+                                             out / "results" if scale == "paper" else None))
     stage_static(stage / "_static")
     return stage
 
 
-def stage_notebook(executed: Path, staged: Path) -> None:
-    """Copy an executed notebook, tagging the cells of :data:`HIDDEN_TAGS` so the page leaves them out."""
+def paper_results(folder: Path, fresh: Path | None) -> Path:
+    """The paper-scale results the report shows: the committed ``results/paper``, overlaid by ``fresh`` runs.
+
+    Returns ``folder``, which holds one ``<chapter>.json`` per chapter that has a paper-scale run.
+    """
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for source in (paper_results_dir(), fresh):
+        for path in sorted(source.glob("*.json")) if source is not None and source.is_dir() else []:
+            shutil.copy2(path, folder / path.name)
+    return folder
+
+
+def stage_notebook(executed: Path, staged: Path, note: str | None = None) -> None:
+    """Copy an executed notebook, tagging the cells of :data:`HIDDEN_TAGS` so the page leaves them out.
+
+    ``note`` (Markdown) goes right under the page's title, at the top of the page.
+    """
     notebook = nbformat.read(executed, as_version=4)
     for cell in notebook.cells:
         tags = cell.metadata.setdefault("tags", [])
         tags += [hidden for tag, hidden in HIDDEN_TAGS.items() if tag in tags and hidden not in tags]
+    if note is not None:
+        title = next(cell for cell in notebook.cells
+                     if cell.cell_type == "markdown" and cell.source.lstrip().startswith("# "))
+        heading, _, rest = title.source.lstrip().partition("\n")
+        title.source = f"{heading}\n\n{note}\n{rest}"
     nbformat.write(notebook, staged)
 
 
@@ -101,10 +155,14 @@ def external_resources(html_dir: Path) -> dict[str, list[str]]:
     return found
 
 
-def build_book(out: Path | None = None) -> Path:
-    """Stage the sources, run ``jupyter-book build`` and check the pages work offline; return ``index.html``."""
-    out = out or build_dir()
-    stage = stage_sources(out)
+def build_book(out: Path | None = None, scale: str = "smoke") -> Path:
+    """Stage the sources, run ``jupyter-book build`` and check the pages work offline; return ``index.html``.
+
+    ``scale="paper"`` builds the paper-scale book into ``build/paper`` (see the module docstring).
+    """
+    smoke_out = out or build_dir()
+    out = smoke_out / "paper" if check_scale(scale) == "paper" else smoke_out
+    stage = stage_sources(out, scale, smoke_out)
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(stage),
                "--path-output", str(out), "-W", "-n", "--keep-going"]
     if subprocess.run(command).returncode != 0:

@@ -1,4 +1,5 @@
-"""The reproduction report: paper value, smoke value, paper-scale value and verdict per claim.
+"""The reproduction report: a summary per chapter, then paper value, smoke value, paper-scale value and verdict
+per claim and per relation.
 
 Smoke values come from ``build/results`` (this build's run); paper-scale values come from the
 tracked ``results/paper`` folder, which holds committed paper-scale runs with device and date.
@@ -10,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from latentcf.chapters.registry import CHAPTERS
-from latentcf.core.claims import CLAIMS, RELATIONS, check_claim, check_relation
+from latentcf.core.claims import CLAIMS, RELATIONS, Claim, StandardError, Verdict, check_claim, check_relation
 from latentcf.core.paths import paper_results_dir, results_dir
 from latentcf.core.results import load_results
 
 MARKER = "<!-- results-table -->"
 MARKS = {True: "pass", False: "**fail**", None: "–"}
+NOT_CHECKED = "not checked at this scale"
+WEAK = "weak by construction"
 
 
 def _load_if_present(path: Path, scale: str) -> dict[str, Any] | None:
@@ -43,31 +46,97 @@ def _provenance(label: str, document: dict[str, Any] | None) -> str:
             f"{document['runtime_s']:.0f} s.")
 
 
+def _claim_mark(claim: Claim, paper: dict[str, Any] | None) -> str:
+    """The paper-scale check of one claim; a weak claim says so instead of counting as a pass."""
+    if paper is None:
+        return WEAK if claim.weak else "–"
+    verdict = check_claim(claim, paper)
+    return f"{MARKS[verdict.passed]} ({WEAK})" if claim.weak else MARKS[verdict.passed]
+
+
+def _tolerance(claim: Claim, paper: dict[str, Any] | None) -> str:
+    """The tolerance: a number, or the standard-error rule with its value where a paper-scale run gives one."""
+    if not isinstance(claim.tolerance, StandardError):
+        return f"{claim.tolerance:g}"
+    value = claim.tolerance_for(paper) if paper is not None else None
+    return claim.describe_tolerance() + ("" if value is None else f" = {value:.3g}")
+
+
+def _relation_mark(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return "–"
+    return NOT_CHECKED if verdict.detail == NOT_CHECKED else MARKS[verdict.passed]
+
+
+def chapter_summary(chapter: str, smoke: dict[str, Any] | None, paper: dict[str, Any] | None) -> dict[str, str]:
+    """One row of the summary: published numbers registered, checked at paper scale, passing (weak claims not
+    counted), weak by construction, not yet run; relations passing at smoke and at paper scale."""
+    claims = [c for c in CLAIMS if c.chapter == chapter]
+    verdicts = [check_claim(c, paper) for c in claims] if paper is not None else []
+    row = {"registered": str(len(claims)), "checked": str(len(verdicts)),
+           "passing": str(sum(v.passed is True and not v.weak for v in verdicts)),
+           "weak": str(sum(bool(c.weak) for c in claims)),
+           "not yet run": str(len(claims) - len(verdicts))}
+    relations = [r for r in RELATIONS if r.chapter == chapter]
+    for scale, document in (("smoke", smoke), ("paper", paper)):
+        if document is None:
+            row[f"relations {scale}"] = "no run"
+            continue
+        checked = [v for v in (check_relation(r, document) for r in relations) if v.passed is not None]
+        skipped = len(relations) - len(checked)
+        row[f"relations {scale}"] = (f"{sum(v.passed for v in checked)} of {len(checked)}"
+                                     + (f" ({skipped} {NOT_CHECKED})" if skipped else ""))
+    return row
+
+
+def summary_table(documents: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]]) -> str:
+    """Markdown of the summary at a glance: one row per chapter (``documents``: name -> (smoke, paper))."""
+    lines = ["## At a glance", "",
+             "| chapter | published numbers | checked at paper scale | passing | weak by construction | "
+             "not yet run | relations passing (smoke) | relations passing (paper scale) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for chapter, (smoke, paper) in documents.items():
+        row = chapter_summary(chapter, smoke, paper)
+        lines.append(f"| {CHAPTERS[chapter].title} | {row['registered']} | {row['checked']} | {row['passing']} | "
+                     f"{row['weak']} | {row['not yet run']} | {row['relations smoke']} | {row['relations paper']} |")
+    lines += ["", "*Passing* counts the published numbers reproduced within their tolerance at paper scale, "
+              f"leaving out those {WEAK} (any plausible run meets them; they are listed, not counted). "
+              "A relation that a smoke run cannot show yet is checked at paper scale only."]
+    return "\n".join(lines) + "\n"
+
+
 def chapter_table(chapter: str, smoke: dict[str, Any] | None, paper: dict[str, Any] | None) -> str:
-    """Markdown for one chapter: provenance lines, the claims table and the relations table."""
+    """Markdown for one chapter: provenance lines, the claims table with the reasons for its tolerances and
+    weak claims, and the relations table."""
+    claims = [c for c in CLAIMS if c.chapter == chapter]
     lines = [f"## {CHAPTERS[chapter].title}", "", _provenance("Smoke run", smoke),
-             _provenance("Paper-scale run", paper), "",
-             "| metric | paper | where | smoke | paper scale | paper-scale check |",
-             "|---|---|---|---|---|---|"]
-    for claim in (c for c in CLAIMS if c.chapter == chapter):
-        verdict = check_claim(claim, paper) if paper else None
-        lines.append(f"| `{claim.metric}` | {claim.paper_value:g} ± {claim.tolerance:g} | {_cell(claim.where)} | "
-                     f"{_value(smoke, claim.metric)} | {_value(paper, claim.metric)} | "
-                     f"{MARKS[verdict.passed] if verdict else '–'} |")
-    lines += ["", "| relation (every scale) | where | smoke | paper scale |", "|---|---|---|---|"]
+             _provenance("Paper-scale run", paper), ""]
+    lines += (["| metric | paper | tolerance | where | smoke | paper scale | paper-scale check |",
+               "|---|---|---|---|---|---|---|"] if claims else ["The papers publish no numbers for this chapter."])
+    for claim in claims:
+        lines.append(f"| `{claim.metric}` | {claim.paper_value:g} | {_cell(_tolerance(claim, paper))} | "
+                     f"{_cell(claim.where)} | {_value(smoke, claim.metric)} | {_value(paper, claim.metric)} | "
+                     f"{_claim_mark(claim, paper)} |")
+    reasons = dict.fromkeys(c.tolerance.why for c in claims if isinstance(c.tolerance, StandardError))
+    weak = dict.fromkeys(f"`{c.metric}`: {c.weak}" for c in claims if c.weak)
+    if reasons or weak:
+        lines.append("")
+    lines += [f"- Tolerance (SE = standard error): {why}." for why in reasons]
+    lines += [f"- {WEAK.capitalize()}, {text}." for text in weak]
+    lines += ["", "| relation | where | smoke | paper scale |", "|---|---|---|---|"]
     for relation in (r for r in RELATIONS if r.chapter == chapter):
-        smoke_mark = MARKS[check_relation(relation, smoke).passed] if smoke else "–"
-        paper_mark = MARKS[check_relation(relation, paper).passed] if paper else "–"
+        smoke_mark = _relation_mark(check_relation(relation, smoke) if smoke else None)
+        paper_mark = _relation_mark(check_relation(relation, paper) if paper else None)
         lines.append(f"| {_cell(relation.text)} | {_cell(relation.where)} | {smoke_mark} | {paper_mark} |")
     return "\n".join(lines) + "\n"
 
 
 def render_report(smoke_dir: Path | None = None, paper_dir: Path | None = None) -> str:
-    """The report tables of every chapter as Markdown."""
+    """The summary and the tables of every chapter as Markdown."""
     smoke_dir, paper_dir = smoke_dir or results_dir(), paper_dir or paper_results_dir()
-    tables = [chapter_table(name, _load_if_present(smoke_dir / f"{name}.json", "smoke"),
-                            _load_if_present(paper_dir / f"{name}.json", "paper")) for name in CHAPTERS]
-    return "\n".join(tables)
+    documents = {name: (_load_if_present(smoke_dir / f"{name}.json", "smoke"),
+                        _load_if_present(paper_dir / f"{name}.json", "paper")) for name in CHAPTERS}
+    return "\n".join([summary_table(documents), *(chapter_table(name, *pair) for name, pair in documents.items())])
 
 
 def fill_report_page(page: Path, smoke_dir: Path | None = None, paper_dir: Path | None = None) -> None:

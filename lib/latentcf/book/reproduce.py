@@ -2,24 +2,97 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from latentcf.chapters.registry import CHAPTERS, Chapter, get_chapter
-from latentcf.core.claims import Verdict, check_document, failures
+from latentcf.core.claims import CLAIMS, RELATIONS, Verdict, check_document, failures
 from latentcf.core.errors import LatentcfError
 from latentcf.core.paths import RESULTS_DIR_ENV, build_dir, project_root
 from latentcf.core.results import check_scale, load_results
-from latentcf.core.runtime import resolve_device
+from latentcf.core.runtime import RunOptions, resolve_device
+from latentcf.data.fabricate import fabricate_data
 
 
 class ChapterFailed(LatentcfError):
     """A chapter's notebook raised; the message names the cell and the error."""
+
+
+class DryRunIncomplete(LatentcfError):
+    """A dry run finished without a metric that a claim or relation of its chapter names."""
+
+
+def run_dir(scale: str, options: RunOptions) -> Path:
+    """Where a run writes ``executed/`` and ``results/``: ``build/`` (smoke), ``build/paper``, ``build/dry-run``.
+
+    Each lane has its own folder, so a paper-scale or dry run never overwrites the smoke results
+    that the smoke book is built from.
+    """
+    if options.dry_run:
+        return build_dir() / "dry-run"
+    return build_dir() / "paper" if check_scale(scale) == "paper" else build_dir()
+
+
+def named_metrics(chapter: str) -> set[str]:
+    """Every metric that a claim or a relation of ``chapter`` names."""
+    names = {claim.metric for claim in CLAIMS if claim.chapter == chapter}
+    return names | {name for relation in RELATIONS if relation.chapter == chapter for name in relation.metrics}
+
+
+def missing_metrics(document: dict[str, Any]) -> list[str]:
+    """The metrics named by the chapter's claims and relations that ``document`` does not record.
+
+    A value must be a finite number, or ``null`` in a dry run (:func:`undefined_metrics`).
+    """
+    metrics = document["metrics"]
+    allowed = (type(None),) if document.get("dry_run") else ()
+
+    def recorded(name: str) -> bool:
+        value = metrics.get(name, "absent")
+        return isinstance(value, allowed) or (isinstance(value, (int, float)) and math.isfinite(value))
+
+    return sorted(name for name in named_metrics(document["chapter"]) if not recorded(name))
+
+
+def undefined_metrics(document: dict[str, Any]) -> list[str]:
+    """Named metrics that a dry run recorded as undefined (``null``): statistics over an empty set of successes."""
+    return sorted(name for name in named_metrics(document["chapter"])
+                  if name in document["metrics"] and document["metrics"][name] is None)
+
+
+@contextmanager
+def kernel_options(options: RunOptions, data_sets: tuple[str, ...]) -> Iterator[list[str]]:
+    """Hand ``options`` to the notebooks' kernels; in a dry run, fabricate the files of ``data_sets`` this
+    machine lacks.
+
+    Yields the sentences that say which data a dry run reads. The fabricated files live in a
+    temporary folder that is removed afterwards.
+    """
+    with tempfile.TemporaryDirectory(prefix="latentcf-dry-run-") as folder:
+        sentences = []
+        if options.dry_run:
+            sentences = fabricate_data(Path(folder), data_sets)
+            options = dataclasses.replace(options, fabricated_data=folder)
+        saved = {key: os.environ.get(key) for key in options.environment()}
+        os.environ.update(options.environment())
+        try:
+            yield sentences
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def select_chapters(names: list[str]) -> list[Chapter]:
@@ -65,22 +138,41 @@ def execute_chapter(chapter: Chapter, scale: str, device: str, seed: int, out: P
 
 
 def reproduce(names: list[str], scale: str, device: str, seed: int, check: bool,
-              out: Path | None = None) -> list[Verdict]:
+              out: Path | None = None, options: RunOptions | None = None) -> list[Verdict]:
     """Execute the chapters; with ``check``, evaluate claims and relations on their results.
 
-    Raises :class:`LatentcfError` for bad input and :class:`ChapterFailed` when a notebook raises.
+    ``options`` (:class:`latentcf.core.runtime.RunOptions`) asks for a dry run of the paper scale
+    or lets a paper-scale run go on without published weights. A dry run compares nothing with
+    the papers: it checks that every metric a claim or relation names is there and finite, and
+    raises :class:`DryRunIncomplete` naming the missing ones after all chapters ran. Raises
+    :class:`LatentcfError` for bad input and :class:`ChapterFailed` when a notebook raises.
     """
+    options = options or RunOptions()
     check_scale(scale)
+    if options.dry_run and scale != "paper":
+        raise LatentcfError("--dry-run runs the paper scale's code paths: use it with --scale paper")
     resolve_device(device)
     chapters = select_chapters(names)
     for chapter in chapters:
         notebook_path(chapter)
-    out = out or build_dir()
-    verdicts = []
-    for chapter in tqdm(chapters, desc=f"chapters ({scale})", unit="chapter"):
-        document = execute_chapter(chapter, scale, device, seed, out)
-        if check:
-            verdicts += check_document(document)
+    out = out or run_dir(scale, options)
+    verdicts, missing = [], {}
+    data_sets = tuple(sorted({name for chapter in chapters for name in chapter.data_sets}))
+    with kernel_options(options, data_sets) as sentences:
+        for sentence in sentences:
+            tqdm.write(f"dry run data: {sentence}")
+        for chapter in tqdm(chapters, desc=f"chapters ({'dry run of the ' if options.dry_run else ''}{scale})",
+                            unit="chapter"):
+            document = execute_chapter(chapter, scale, device, seed, out)
+            if options.dry_run:
+                missing[chapter.name] = missing_metrics(document)
+                if undefined := undefined_metrics(document):
+                    tqdm.write(f"dry run of {chapter.name}: undefined after two training steps: {', '.join(undefined)}")
+            elif check:
+                verdicts += check_document(document)
+    if any(missing.values()):
+        raise DryRunIncomplete("the dry run did not record " + "; ".join(
+            f"{name}: {', '.join(metrics)}" for name, metrics in missing.items() if metrics))
     return verdicts
 
 

@@ -37,12 +37,22 @@ from latentcf.core.errors import LatentcfError, check_targets
 from latentcf.core.runtime import generator, seed_stream
 from latentcf.core.settings import stage_settings
 from latentcf.core.training import epoch_batches, fit, recalibrate_batch_norm
+from latentcf.core.weights import PublishedWeights, require_published
 from latentcf.data import galaxy10
 from latentcf.methods.cfm import ConditionalVelocityMLP, cfm_loss, sample_source
 from latentcf.methods.leap import Solver, leapfactual
+from latentcf.metrics import image_metrics
 from latentcf.metrics.classification import macro_auroc, mean_and_sem, target_accuracy
-from latentcf.metrics.image_metrics import LPIPS, lpips_squeeze, psnr, ssim
-from latentcf.models.vgg import VGG16BN, PerceptualLoss, imagenet_state_dict
+from latentcf.metrics.image_metrics import (
+    LPIPS,
+    default_data_range,
+    jpeg_round_trip,
+    lpips_squeeze,
+    pooled_psnr,
+    psnr,
+    ssim,
+)
+from latentcf.models.vgg import IMAGENET_WEIGHTS, VGG16BN, PerceptualLoss, imagenet_state_dict
 from latentcf.models.wae import (
     PatchDiscriminator,
     ResidualWAE,
@@ -68,20 +78,20 @@ class GalaxyLeapSettings:
     """Everything the chapter needs to know about its scale; field prefixes name the stage they belong to.
 
     ``data_*``: the data set (``galaxy10-decals`` or the offline ``galaxy10-synthetic`` with
-    ``data_synthetic_n`` images rendered at ``data_synthetic_size``), the centre crop ``data_crop`` and
-    the size ``data_image_size`` it is resized to, and the weak subset (``data_weak_per_class`` per
-    class). ``wae_*``: the WAE-MMD (channel widths, bottleneck) and its training (epochs, batch, AdamW
-    lr and weight decay, lr factor per epoch, gradient clip; the perceptual loss's VGG width and
-    weight; the PatchGAN's base width and lr, the share of epochs its weight is ramped over and its
-    final weight). ``classifier_*``: the VGG16-BN classifiers (width factor, hidden units, ImageNet
-    weights and input preset) and their training (epochs, at least ``classifier_min_steps`` steps,
-    batch, AdamW lr and weight decay, lr factor per epoch, clip). ``flow_*``: the CE-CFM MLP (width,
-    hidden layers) and its training (Adam, lr x0.1 from ``flow_lr_drop_epoch``). ``leap_*``:
-    LeapFactual (``N_b`` blending leaps at ``gamma_blend``, ``N_i`` injection leaps at
-    ``gamma_inject_lift`` / ``gamma_inject_land``, the ODE solver), its sweeps (Tables 5, 6 and
-    Figure 9 on the first ``leap_gamma_sweep_sources`` weak-set images) and how many sources are leapt
-    together. ``table3_runs``: how many times the classifiers of Table 3 are retrained, each run under
-    its own random streams. ``eval_batch``: the chunk size of every evaluation.
+    ``data_synthetic_n`` images rendered at ``data_synthetic_size``), the centre crop ``data_crop`` and the size
+    ``data_image_size`` it is resized to, the weak subset (``data_weak_per_class`` per class), and the JPEG quality
+    at which the data set and the CE sets are stored (``data_jpeg_quality``; 0: not stored as JPEG). ``wae_*``:
+    the WAE-MMD (channel widths, bottleneck) and its training (epochs, batch, AdamW lr and weight decay, lr
+    factor per epoch, gradient clip; the perceptual loss's VGG width and weight; the PatchGAN's base width and
+    lr, the share of epochs its weight is ramped over and its final weight; its training precision, ``"bf16"``
+    autocast or ``"fp32"``). ``classifier_*``: the VGG16-BN classifiers (width factor, hidden units, ImageNet
+    weights and input preset) and their training (epochs, at least ``classifier_min_steps`` steps, batch, AdamW
+    lr and weight decay, lr factor per epoch, clip, precision). ``flow_*``: the CE-CFM MLP (width, hidden
+    layers) and its training (Adam, lr x0.1 from ``flow_lr_drop_epoch``). ``leap_*``: LeapFactual (``N_b``
+    blending leaps at ``gamma_blend``, ``N_i`` injection leaps at ``gamma_inject_lift`` / ``gamma_inject_land``,
+    the ODE solver), its sweeps (Tables 5, 6 and Figure 9 on the first ``leap_gamma_sweep_sources`` weak-set
+    images) and how many sources are leapt together. ``table3_runs``: how many times the classifiers of Table 3
+    are retrained, each run under its own random streams. ``eval_batch``: the chunk size of every evaluation.
     """
 
     scale: str
@@ -91,6 +101,7 @@ class GalaxyLeapSettings:
     data_image_size: int
     data_crop: int
     data_weak_per_class: int
+    data_jpeg_quality: int
     wae_widths: tuple[int, ...]
     wae_bottleneck: int
     wae_epochs: int
@@ -105,6 +116,7 @@ class GalaxyLeapSettings:
     wae_discriminator_lr: float
     wae_gan_ramp: float
     wae_gan_weight: float
+    wae_precision: str
     classifier_width: float
     classifier_hidden: int
     classifier_imagenet: bool
@@ -115,6 +127,7 @@ class GalaxyLeapSettings:
     classifier_weight_decay: float
     classifier_lr_decay: float
     classifier_clip: float
+    classifier_precision: str
     flow_width: int
     flow_layers: int
     flow_epochs: int
@@ -146,6 +159,9 @@ PAPER = GalaxyLeapSettings(
     # The real data, the official crop of 150 of 256 pixels resized to 128, the first 320 training files per class.
     data_dataset="galaxy10-decals", data_synthetic_n=0, data_synthetic_size=0, data_image_size=128, data_crop=150,
     data_weak_per_class=320,
+    # convert_split_train_test.py and Galaxy10_generate_data.py store the images and the CE sets as JPEG files at
+    # Pillow's default quality 75, which every later stage reads back.
+    data_jpeg_quality=75,
     # galaxy10_vae.yaml and wae_mmd.py: widths 16..256, 300 epochs, AdamW 3e-4 with weight decay 1e-3, x0.99 per
     # epoch, clip 0.1; perceptual weight 10 on ImageNet VGG16 features; PatchGAN base 64 with AdamW 5e-5, its weight
     # ramped over 30% of the epochs.
@@ -157,6 +173,8 @@ PAPER = GalaxyLeapSettings(
     classifier_width=1.0, classifier_hidden=4096, classifier_imagenet=True, classifier_epochs=50,
     classifier_min_steps=0, classifier_batch=256, classifier_lr=1e-4, classifier_weight_decay=0.01,
     classifier_lr_decay=0.875, classifier_clip=10.0,
+    # Mixed precision for the convolutional networks on a GPU (bfloat16 autocast).
+    wae_precision="bf16", classifier_precision="bf16",
     # Galaxy10_train_flow_mlp.py: width 256, 5 hidden layers, Adam 5e-4, x0.1 at epoch 400 of 500.
     flow_width=256, flow_layers=5, flow_epochs=500, flow_batch=256, flow_lr=5e-4, flow_lr_drop_epoch=400,
     # Galaxy10_generate_data.py: N_b 250 at gamma 0.1, N_i 50 at gamma 1 / 1.025, dopri5 forced onto 15 grid
@@ -179,6 +197,7 @@ SMOKE = dataclasses.replace(
     data_image_size=32,  # at 64x64, 6 WAE epochs took 2 min; the classifiers got their reconstructions wrong
     data_crop=38,  # keeps the same 59% of the frame as the official 150 of 256
     data_weak_per_class=30,  # 300 images (11%, not 20%): each costs nine CEs of N_b + N_i leaps
+    data_jpeg_quality=0,  # rendered images are not JPEG files; the chapter measures what the round trip would change
     wae_widths=(16, 32, 64),  # a 3-stage WAE for 32x32 images on a CPU
     wae_bottleneck=256,  # narrower, with the narrower WAE
     wae_epochs=20,  # CPU time; at 32x32, 15 epochs took 1.6 minutes and reached SSIM 0.71 to the input
@@ -209,7 +228,17 @@ SMOKE = dataclasses.replace(
     leap_sources_per_batch=256,  # the 300-image weak set in two chunks of leaps
     table3_runs=2,  # the fewest runs that give a standard error, for CPU time
     eval_batch=128,  # a large batch is slower on a CPU
+    wae_precision="fp32",  # bf16 autocast is slower than float32 on a CPU (2.4 times on a small network here)
+    classifier_precision="fp32",  # the same
 )
+DRY_RUN = dataclasses.replace(
+    PAPER, data_weak_per_class=1, wae_batch=8, classifier_batch=8, flow_batch=8, leap_gamma_sweep_sources=2,
+    leap_sources_per_batch=8, table3_runs=2, eval_batch=8,
+)
+"""The paper scale cut to a few items and batches, and Table 3 to the two runs that give a standard error, for
+``reproduce --dry-run`` (training stops after two steps; the data loader keeps a dozen images of each class). The
+numbers of leaps stay: the sweeps of Tables 5 and 6 name the metrics that the claims check. Each leap runs VGG16-BN
+at 128 x 128 on 90 counterfactuals, so this dry run is for a GPU: on a 2-core CPU it takes hours."""
 
 
 def solver(settings: GalaxyLeapSettings) -> Solver:
@@ -228,7 +257,7 @@ class GalaxyData:
     ``train``). Images are read per batch, so the real 2.5 GB file is never held as floats.
     """
 
-    source: galaxy10.Galaxy10File | galaxy10.SyntheticGalaxies
+    source: galaxy10.Galaxy10File | galaxy10.Galaxy10Subset | galaxy10.SyntheticGalaxies | JpegStoredImages
     labels: torch.Tensor
     train: torch.Tensor
     test: torch.Tensor
@@ -258,32 +287,95 @@ def transform(images: torch.Tensor, crop: int, size: int, augment: torch.Generat
     return galaxy10.preprocess(images, crop=crop, size=size)
 
 
+def published_weights(settings: GalaxyLeapSettings) -> list[PublishedWeights]:
+    """The published weights the settings' numbers depend on: ImageNet VGG16-BN (the classifiers, at
+    width 1), ImageNet VGG16 (the WAE's perceptual loss, at width 1) and LPIPS (SqueezeNet and its heads)."""
+    wanted = []
+    if settings.classifier_imagenet:
+        wanted.append(PublishedWeights("ImageNet VGG16-BN", IMAGENET_WEIGHTS["vgg16_bn"], check_hash=True))
+    if settings.wae_perceptual_width == 1:
+        wanted.append(PublishedWeights("ImageNet VGG16 features", IMAGENET_WEIGHTS["vgg16_features"],
+                                       check_hash=True))
+    return [*wanted, PublishedWeights("LPIPS SqueezeNet", image_metrics.SQUEEZENET_URL, check_hash=True),
+            PublishedWeights("LPIPS heads", image_metrics.LPIPS_SQUEEZE_URL, "lpips_v0.1_squeeze.pth")]
+
+
 def load_data(settings: GalaxyLeapSettings, device: torch.device | str) -> GalaxyData:
     """The data set of ``settings`` with the official split and weak subset.
 
     Paper scale (``settings.scale == "paper"``) refuses the synthetic stand-in: the published
-    numbers need the real data. The real file is downloaded (2.54 GB, SHA256-checked) when it is not
-    in the cache yet. Images stay uint8 on the CPU and are read per batch (:meth:`GalaxyData.images`
-    moves them to the device its caller names), so ``device`` only serves the common signature.
+    numbers need the real data; and it refuses to start without the published weights
+    (:func:`published_weights`, :func:`latentcf.core.weights.require_published`). The real file is
+    downloaded (2.54 GB, SHA256-checked) when it is not in the cache yet. Images stay uint8 on the
+    CPU and are read per batch (:meth:`GalaxyData.images` moves them to the device its caller
+    names), so ``device`` only serves the common signature.
     """
     if settings.data_dataset not in DATASETS:
         raise LatentcfError(f"unknown data set '{settings.data_dataset}'; use one of {', '.join(DATASETS)}")
     if settings.scale == "paper" and settings.data_dataset != "galaxy10-decals":
         raise LatentcfError("the paper scale reproduces published numbers (Tables 3, 5, 6), which need the real "
                             "Galaxy10 DECaLS; galaxy10-synthetic is for the smoke scale only")
+    if settings.scale == "paper":
+        require_published(published_weights(settings), "the paper scale of the Galaxy10 chapter (Tables 3, 5, 6)")
     if settings.data_dataset == "galaxy10-decals":
-        path = galaxy10.galaxy10_path()
-        source = galaxy10.Galaxy10File(path if path.is_file() else galaxy10.download_galaxy10(path))
-        description = f"Galaxy10 DECaLS ({len(source)} images, {path})"
+        source = galaxy10.open_galaxy10()
+        description = source.description
     else:
         source = galaxy10.synthetic_galaxy10(settings.data_synthetic_n, settings.data_synthetic_size)
         description = (f"galaxy10-synthetic ({len(source)} images, {settings.data_synthetic_size}x"
                        f"{settings.data_synthetic_size}, seed {source.seed})")
+    if settings.data_jpeg_quality:
+        source = jpeg_stored(source, settings.data_jpeg_quality, description)
+        description = source.description
     train, test = galaxy10.official_split(source.labels)
     weak = galaxy10.weak_subset(train, source.labels, settings.data_weak_per_class)
     return GalaxyData(source, source.labels, train, test, weak, settings.data_crop, settings.data_image_size,
                       f"{description}; centre crop {settings.data_crop}, resized to {settings.data_image_size}; "
                       f"train {len(train)}, test {len(test)}, weak set {len(weak)}")
+
+
+@dataclass(frozen=True)
+class JpegStoredImages:
+    """A data set's images as the official pipeline reads them: each written once as a JPEG and read back.
+
+    ``images: (N, 3, H, W)`` uint8 (memory-mapped from the cache), ``labels: (N,)``; read per batch like
+    :class:`latentcf.data.galaxy10.Galaxy10File`.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    description: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def read_images(self, indices: torch.Tensor) -> torch.Tensor:
+        """The images at ``indices`` as uint8 ``(B, 3, H, W)``."""
+        return self.images[torch.as_tensor(indices, dtype=torch.long)]
+
+
+def jpeg_stored(source: galaxy10.Galaxy10File | galaxy10.Galaxy10Subset | galaxy10.SyntheticGalaxies, quality: int,
+                description: str) -> JpegStoredImages:
+    """Every image of ``source`` through one JPEG round trip of ``quality``; cached by the description and quality.
+
+    ``Galaxy10/convert_split_train_test.py`` writes the HDF5 images as JPEG files (Pillow's default
+    quality 75) and every later stage reads those; the round trip is made once here, not per batch.
+    """
+    def make() -> dict[str, torch.Tensor]:
+        chunks = torch.arange(len(source)).split(256)
+        return {"images": torch.cat([jpeg_round_trip(source.read_images(chunk), quality)
+                                     for chunk in tqdm(chunks, desc="JPEG round trip", unit="batch")])}
+
+    stored = cached_tensors("galaxy10_jpeg", {"source": description, "images": len(source), "quality": quality},
+                            make, mmap=True)
+    return JpegStoredImages(stored["images"], source.labels, f"{description}, stored as JPEG of quality {quality}")
+
+
+def stored_images(x: torch.Tensor, jpeg_quality: int) -> torch.Tensor:
+    """Generated images as ``Galaxy10/Galaxy10_generate_data.py`` stores them: :func:`to_uint8`, then a JPEG of
+    ``jpeg_quality`` read back (0: no JPEG). ``(B, 3, S, S)`` in [0, 1] ``->`` uint8 on the CPU."""
+    images = to_uint8(x)
+    return jpeg_round_trip(images, jpeg_quality) if jpeg_quality else images
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -373,6 +465,7 @@ def train_wae(data: GalaxyData, settings: GalaxyLeapSettings, seed: int,
                     * lsgan_generator_loss(discriminator(x_rec)))
 
         info = fit(wae, loss, len(batches), settings.wae_lr, "WAE-MMD", weight_decay=settings.wae_weight_decay,
+                   precision=settings.wae_precision,
                    lr_factor=_epoch_factor(settings.wae_lr_decay, steps_per_epoch), clip_norm=settings.wae_clip)
         recalibrate_batch_norm(wae, lambda batch: wae(data.images(data.train[batch], device, augment)),
                                list(torch.arange(len(data.train)).split(settings.eval_batch)))
@@ -454,7 +547,7 @@ def train_classifier(data: GalaxyData, settings: GalaxyLeapSettings, seed: int, 
         info = fit(classifier, loss, len(batches), settings.classifier_lr, f"VGG16-BN {name}",
                    weight_decay=settings.classifier_weight_decay,
                    lr_factor=_epoch_factor(settings.classifier_lr_decay, steps_per_epoch),
-                   clip_norm=settings.classifier_clip)
+                   clip_norm=settings.classifier_clip, precision=settings.classifier_precision)
         order = torch.randperm(n_total, generator=generator(seed, classifier_stream(name, run, "batch_norm")))
         recalibrate_batch_norm(classifier, lambda items: classifier(batch(items)[0]),
                                list(order.split(settings.eval_batch)))
@@ -629,7 +722,8 @@ def leap_checkpoints(models: GalaxyModels, z: torch.Tensor, target: torch.Tensor
 def score_images(models: GalaxyModels, x_cf: torch.Tensor, x_input: torch.Tensor,
                  batch: int) -> dict[str, torch.Tensor]:
     """Per-sample scores of counterfactuals: weak and strong probabilities ``(B, 10)``; SSIM, PSNR and
-    (where its weights could be downloaded) LPIPS ``(B,)`` to the input."""
+    (where its weights could be downloaded) LPIPS ``(B,)`` to the input, LPIPS both with the [0, 1] images as
+    they are (``lpips``, torchmetrics' default) and mapped to [-1, 1] (``lpips_normalized``)."""
     pairs = torch.arange(len(x_cf))
     scores = {"p_weak": probabilities(models.weak, x_cf, batch).cpu(),
               "p_strong": probabilities(models.strong, x_cf, batch).cpu(),
@@ -637,6 +731,8 @@ def score_images(models: GalaxyModels, x_cf: torch.Tensor, x_input: torch.Tensor
               "psnr": in_batches(lambda idx: psnr(x_cf[idx], x_input[idx]), pairs, batch).cpu()}
     if models.lpips is not None:
         scores["lpips"] = in_batches(lambda idx: models.lpips(x_cf[idx], x_input[idx]), pairs, batch).cpu()
+        scores["lpips_normalized"] = in_batches(lambda idx: models.lpips(x_cf[idx], x_input[idx], normalize=True),
+                                                pairs, batch).cpu()
     return scores
 
 
@@ -678,8 +774,8 @@ def generate_counterfactuals(models: GalaxyModels, data: GalaxyData, settings: G
             for name in scored:
                 for score, values in score_images(models, decoded[name], x_pairs, settings.eval_batch).items():
                     parts.setdefault(f"{name}/{score}", []).append(values)
-            parts.setdefault("x_ce", []).append(to_uint8(decoded["ni0"]))
-            parts.setdefault("x_rce", []).append(to_uint8(decoded[reliable]))
+            parts.setdefault("x_ce", []).append(stored_images(decoded["ni0"], settings.data_jpeg_quality))
+            parts.setdefault("x_rce", []).append(stored_images(decoded[reliable], settings.data_jpeg_quality))
             parts.setdefault("x_input", []).append(to_uint8(x))
             parts.setdefault("label", []).append(data.labels[chunk])
             parts.setdefault("source", []).append(source + offset)
@@ -693,12 +789,19 @@ def generate_counterfactuals(models: GalaxyModels, data: GalaxyData, settings: G
 def sweep_metrics(generated: dict[str, torch.Tensor], names: list[str]) -> dict[str, float]:
     """Tables 5 and 6 from stored scores: ``acc/auc`` (weak), ``acc_r/auc_r`` (strong), ``ssim``, ``psnr`` per point.
 
-    Not in the official code: LeapFactual App. B.1.3, Tables 5 and 6.
+    Not in the official code: LeapFactual App. B.1.3, Tables 5 and 6, computed with torchmetrics' defaults
+    (App. B.2.2). ``psnr`` is torchmetrics' default PSNR of the whole set
+    (:func:`latentcf.metrics.image_metrics.pooled_psnr`: squared errors pooled over every image, the data
+    range taken from the input images, here from their stored uint8 copies, which can lower it by less
+    than 1/255, 0.03 dB of PSNR for a range near 1); ``psnr_mean`` is the mean of the per-image PSNRs, always
+    at least as high. ``lpips`` takes the [0, 1] images as they are, as torchmetrics' default
+    ``normalize=False`` does; ``lpips_normalized`` maps them to [-1, 1] first.
 
-    Keys: ``<metric>_<checkpoint>``, e.g. ``acc_r_ni25``, ``ssim_nb250``; ``lpips_<checkpoint>`` where
-    LPIPS was computed.
+    Keys: ``<metric>_<checkpoint>``, e.g. ``acc_r_ni25``, ``ssim_nb250``, ``psnr_mean_ni0``;
+    ``lpips_<checkpoint>`` and ``lpips_normalized_<checkpoint>`` where LPIPS was computed.
     """
     target = generated["target"]
+    data_range = default_data_range(generated["x_input"]) / 255
     metrics = {}
     for name in names:
         metrics.update({f"acc_{name}": target_accuracy(generated[f"{name}/p_weak"], target),
@@ -706,9 +809,12 @@ def sweep_metrics(generated: dict[str, torch.Tensor], names: list[str]) -> dict[
                         f"acc_r_{name}": target_accuracy(generated[f"{name}/p_strong"], target),
                         f"auc_r_{name}": macro_auroc(generated[f"{name}/p_strong"], target, NUM_CLASSES),
                         f"ssim_{name}": float(generated[f"{name}/ssim"].mean()),
-                        f"psnr_{name}": float(generated[f"{name}/psnr"].mean())})
+                        f"psnr_{name}": pooled_psnr(generated[f"{name}/psnr"], data_range),
+                        f"psnr_mean_{name}": float(generated[f"{name}/psnr"].mean())})
         if f"{name}/lpips" in generated:
             metrics[f"lpips_{name}"] = float(generated[f"{name}/lpips"].mean())
+        if f"{name}/lpips_normalized" in generated:
+            metrics[f"lpips_normalized_{name}"] = float(generated[f"{name}/lpips_normalized"].mean())
     return metrics
 
 

@@ -13,7 +13,6 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
-from nflows.flows.base import Flow
 from torch import nn
 
 from latentcf.core.cache import cached_model
@@ -22,7 +21,7 @@ from latentcf.core.settings import stage_settings
 from latentcf.core.training import fit
 from latentcf.methods.geometry import batched_jacobian, induced_metric_eigen
 from latentcf.methods.search import AscentResult, gradient_ascent
-from latentcf.models.flows import HELIX_KEEP_MASKS, coupling_flow, flow_decode, flow_encode, flow_nll
+from latentcf.models.flows import HELIX_KEEP_MASKS, CouplingFlow, coupling_flow, flow_nll
 
 T_RANGE = 4.0
 """The helix parameter is drawn from ``U(-T_RANGE, T_RANGE)``."""
@@ -68,6 +67,9 @@ SMOKE = dataclasses.replace(
     search_n=200,  # a fifth of the starts: enough for the medians, and each ascent in Z runs through the flow
     eval_tangent_points=12,  # half the helix points of Fig. 7 (left): a lighter figure and table
 )
+DRY_RUN = dataclasses.replace(PAPER, search_n=24, search_max_steps=20, eval_n=24, eval_tangent_points=4)
+"""The paper scale cut to a few dozen items and searches of at most 20 steps, for ``reproduce --dry-run``
+(training stops after two steps)."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,7 @@ class HelixClassifier(nn.Module):
         return self.net(x).squeeze(-1)
 
 
-def train_flow(data: HelixData, settings: HelixSettings, seed: int, device: torch.device) -> tuple[Flow, dict]:
+def train_flow(data: HelixData, settings: HelixSettings, seed: int, device: torch.device) -> tuple[CouplingFlow, dict]:
     """The 12-coupling RealNVP flow, trained by maximum likelihood on fresh helix batches.
 
     Each step draws a new batch from ``data`` (as in the official notebook); Adam,
@@ -161,7 +163,7 @@ def train_flow(data: HelixData, settings: HelixSettings, seed: int, device: torc
     """
     batches = generator(seed, "flow/batches")
 
-    def train(flow: Flow) -> dict:
+    def train(flow: CouplingFlow) -> dict:
         return fit(flow, lambda _: flow_nll(flow, data.sample(settings.flow_batch, batches).to(device)),
                    settings.flow_steps, settings.flow_lr, desc="flow")
 
@@ -212,13 +214,13 @@ def search_in_x(x_start: torch.Tensor, classifier: nn.Module, settings: HelixSet
                            settings.search_max_steps, record_trajectory, desc="ascent in X")
 
 
-def search_in_z(x_start: torch.Tensor, classifier: nn.Module, flow: Flow, settings: HelixSettings,
+def search_in_z(x_start: torch.Tensor, classifier: nn.Module, flow: CouplingFlow, settings: HelixSettings,
                 record_trajectory: bool = False) -> AscentResult:
     """Gradient ascent on ``z = g^{-1}(x)`` with ``x = g(z)``: the diffeomorphic counterfactual."""
     with torch.no_grad():
         targets = target_values(classifier(x_start))
-        z_start = flow_encode(flow, x_start)
-    return gradient_ascent(z_start, lambda z: flow_decode(flow, z), target_score(classifier, targets),
+        z_start = flow.encode(x_start)
+    return gradient_ascent(z_start, flow.decode, target_score(classifier, targets),
                            settings.search_lr, settings.search_max_steps, record_trajectory,
                            desc="ascent in Z")
 
@@ -229,7 +231,7 @@ def classifier_accuracy(classifier: nn.Module, x: torch.Tensor) -> float:
         return ((classifier(x) > 0.5).float() == helix_labels(x)).float().mean().item()
 
 
-def sample_flow(flow: Flow, n: int, device: torch.device) -> torch.Tensor:
+def sample_flow(flow: CouplingFlow, n: int, device: torch.device) -> torch.Tensor:
     """``n`` samples ``g(z)``, ``z ~ N(0, I)``. Returns ``(n, 3)``."""
     with torch.no_grad():
         return flow.sample(n).to(device)
@@ -259,13 +261,13 @@ class TangentSpace:
         return (self.eigenvectors[:, :, 0] * helix_tangent(self.t)).sum(dim=1).abs()
 
 
-def tangent_space(flow: Flow, t: torch.Tensor) -> TangentSpace:
+def tangent_space(flow: CouplingFlow, t: torch.Tensor) -> TangentSpace:
     """SVD of ``J = dg/dz`` at ``z = g^{-1}(h(t))`` (Sec. 4.1.2): eigenpairs of ``J J^T``."""
     device = next(flow.parameters()).device
     x = helix_point(t).to(device)
     with torch.no_grad():
-        z = flow_encode(flow, x)
-    jac = batched_jacobian(lambda v: flow_decode(flow, v), z)
+        z = flow.encode(x)
+    jac = batched_jacobian(flow.decode, z)
     eigenvalues, eigenvectors = induced_metric_eigen(jac)
     return TangentSpace(t=t.cpu(), x=x.cpu(), eigenvalues=eigenvalues.detach().cpu(),
                         eigenvectors=eigenvectors.detach().cpu())

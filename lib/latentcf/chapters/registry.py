@@ -14,23 +14,28 @@ from typing import Any
 from latentcf.chapters import galaxy_leap, helix, mnist_diffeo, mnist_leap, square
 from latentcf.core.errors import LatentcfError
 from latentcf.core.results import SCALES, Run, check_scale, open_run
+from latentcf.core.runtime import run_options
 
 
 @dataclass(frozen=True)
 class Chapter:
-    """One chapter of the book: its name, its title, and the module with its ``PAPER`` and ``SMOKE`` settings."""
+    """One chapter of the book: its name, its title, the module with its ``PAPER``, ``SMOKE`` and ``DRY_RUN``
+    settings, and the paper scale's data sets (``"mnist"``, ``"galaxy10"``) that a dry run may fabricate."""
 
     name: str
     title: str
     module: ModuleType
+    data_sets: tuple[str, ...] = ()
 
     @property
     def notebook(self) -> str:
         """The chapter's notebook, relative to the project root: ``notebooks/<name>.ipynb``."""
         return f"notebooks/{self.name}.ipynb"
 
-    def settings(self, scale: str) -> Any:
-        """The settings of ``scale`` (``module.SMOKE`` or ``module.PAPER``)."""
+    def settings(self, scale: str, dry_run: bool = False) -> Any:
+        """The settings of ``scale`` (``module.SMOKE`` or ``module.PAPER``); ``module.DRY_RUN`` in a paper dry run."""
+        if dry_run and check_scale(scale) == "paper":
+            return self.module.DRY_RUN
         return {"smoke": self.module.SMOKE, "paper": self.module.PAPER}[check_scale(scale)]
 
 
@@ -38,10 +43,10 @@ CHAPTERS: dict[str, Chapter] = {
     chapter.name: chapter
     for chapter in (
         Chapter("helix", "Diffeomorphic counterfactuals on a helix", helix),
-        Chapter("mnist_diffeo", "Diffeomorphic counterfactuals on MNIST", mnist_diffeo),
+        Chapter("mnist_diffeo", "Diffeomorphic counterfactuals on MNIST", mnist_diffeo, ("mnist",)),
         Chapter("square", "LeapFactual on the square toy", square),
-        Chapter("mnist_leap", "LeapFactual on Morpho-MNIST", mnist_leap),
-        Chapter("galaxy_leap", "Reliable counterfactuals as training data on Galaxy10", galaxy_leap),
+        Chapter("mnist_leap", "LeapFactual on Morpho-MNIST", mnist_leap, ("mnist",)),
+        Chapter("galaxy_leap", "Reliable counterfactuals as training data on Galaxy10", galaxy_leap, ("galaxy10",)),
     )
 }
 __all__ = ["CHAPTERS", "SCALES", "Chapter", "get_chapter", "start_run"]
@@ -57,6 +62,9 @@ def get_chapter(name: str) -> Chapter:
 def start_run(chapter: str, scale: str, seed: int, device: str = "auto") -> Run:
     """Open the run of a notebook: check its parameters, seed everything, load the scale's settings.
 
+    In a dry run (:class:`latentcf.core.runtime.RunOptions`) the paper scale's settings are the
+    chapter's ``DRY_RUN``: ``PAPER`` with its sizes cut to a few dozen items.
+
     An unknown chapter or scale and an unavailable device raise :class:`LatentcfError`.
     """
-    return open_run(chapter, scale, seed, device, get_chapter(chapter).settings(scale))
+    return open_run(chapter, scale, seed, device, get_chapter(chapter).settings(scale, run_options().dry_run))

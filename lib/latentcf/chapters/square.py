@@ -13,6 +13,7 @@ https://github.com/caicairay/LeapFactual. Used in ``notebooks/square``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 
@@ -43,6 +44,9 @@ CENTRES = torch.tensor([[-0.25, -0.25], [-0.25, 0.25], [0.25, -0.25], [0.25, 0.2
 """Class centres ``c_p`` in the official label order: 0 (-,-), 1 (-,+), 2 (+,-), 3 (+,+)."""
 BLEND_GAMMAS = (0.1, 0.3, 0.5, 0.7, 0.9)
 """The blending step sizes whose ``alpha`` is measured (``gamma = 1`` is replacement, ``alpha = 0``)."""
+REST_STEP = 1e-3
+"""A point is at rest when one leap moves it less than this (a class square's side is 0.5, and the first blending
+leap at ``gamma = 0.1`` moves a point about 0.06)."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +59,9 @@ class SquareSettings:
     leap; ``leap_path_steps``: the finer grid of the trajectories that are drawn (the official 100
     points); ``leap_n_blend``, ``leap_gamma_blend``, ``leap_n_inject``, ``leap_gamma_inject_lift``,
     ``leap_gamma_inject_land``: the schedule of Algorithm 2 (Fig. 4 e). ``eval_n``: the points of
-    the replacement, blending and injection metrics; ``eval_drift_leaps``: the blending leaps of the
-    fixed-point drift. ``bench_n``: the points of the throughput benchmark; ``bench_rk4_steps``: the
-    fixed grid of its Runge-Kutta 4 solver.
+    the replacement, blending and injection metrics; ``eval_settle_leaps``: the blending leaps within which
+    a point sent to another class must come to rest there (:func:`blend_settle`). ``bench_n``: the points
+    of the throughput benchmark; ``bench_rk4_steps``: the fixed grid of its Runge-Kutta 4 solver.
 
     Paper vs code: the official toy (``Toy_Experiment/Experiment_Square.ipynb`` in
     https://github.com/caicairay/LeapFactual) forces dopri5 onto 100 time points in every leap; 10
@@ -81,7 +85,7 @@ class SquareSettings:
     leap_gamma_inject_lift: float
     leap_gamma_inject_land: float
     eval_n: int
-    eval_drift_leaps: int
+    eval_settle_leaps: int
     bench_n: int
     bench_rk4_steps: int
 
@@ -89,13 +93,15 @@ class SquareSettings:
 PAPER = SquareSettings(scale="paper", flow_hidden=64, flow_layers=3, flow_steps=30_000, flow_batch=256, flow_lr=1e-3,
                        leap_rtol=1e-4, leap_atol=1e-4, leap_solver_steps=10, leap_path_steps=99, leap_n_blend=8,
                        leap_gamma_blend=0.1, leap_n_inject=3, leap_gamma_inject_lift=0.0, leap_gamma_inject_land=0.1,
-                       eval_n=2048, eval_drift_leaps=10, bench_n=10_000, bench_rk4_steps=10)
+                       eval_n=2048, eval_settle_leaps=40, bench_n=10_000, bench_rk4_steps=10)
 SMOKE = dataclasses.replace(
     PAPER,
     scale="smoke",
     flow_steps=5_000,  # fewer steps of larger batches: on this toy a field at least as accurate, in CPU minutes
     flow_batch=1024,  # the larger batch of those fewer steps
 )
+DRY_RUN = dataclasses.replace(PAPER, eval_n=32, bench_n=32)
+"""The paper scale cut to a few dozen items, for ``reproduce --dry-run`` (training stops after two steps)."""
 
 
 @dataclass(frozen=True)
@@ -356,13 +362,45 @@ def blend_alpha(z_source: torch.Tensor, z_landed: torch.Tensor, target: torch.Te
     return ((offset * (c_s - c_t)).sum() / (c_s - c_t).pow(2).sum()).item()
 
 
-def blend_fixed_point_drift(z_start: torch.Tensor, z_end: torch.Tensor) -> float:
-    """Mean displacement ``|z_end - z_start|`` of points that start in the target class.
+@dataclass(frozen=True)
+class BlendSettling:
+    """Whether blending stops by itself at the target (Sec. 3.2.2): :func:`blend_settle`'s result.
 
-    Shapes: ``(B, 2), (B, 2)``. After blending leaps a point of the target class is lifted and
-    landed under the same label with the same ``gamma``, so it should not move at all.
+    ``settle_rate``: the fraction of points that reach the target class within the leaps and then come to
+    rest there (every later leap keeps them in the class and moves them less than ``REST_STEP``);
+    ``arrival_leaps_median``: the median number of leaps until the classifier first agrees with the
+    target (over the points that got there); ``rest_step_max``: the largest step of any arrived point
+    after its arrival.
     """
-    return (z_end - z_start.to(z_end)).norm(dim=1).mean().item()
+
+    settle_rate: float
+    arrival_leaps_median: float
+    rest_step_max: float
+
+
+def blend_settle(z_trajectory: torch.Tensor, target: torch.Tensor, rest_step: float = REST_STEP) -> BlendSettling:
+    """Do points blended leap after leap stop once the classifier agrees with the target?
+
+    Shapes: ``z_trajectory: (1 + L, B, 2)``, the start and the point after each of ``L`` blending
+    leaps (:func:`progressive` with ``n_inject = 0``); ``target: (B,)``, a class other than each
+    start's. A point *settles* when its quadrant first equals the target after some leap ``k < L``
+    and every leap from then on keeps it there and moves it less than ``rest_step``. Lift and land
+    under the same label cancel, so a point that has arrived stays; what a wrong field breaks is the
+    arrival: a field that ignores the class, or lands in another one, never brings the point there.
+    """
+    target = target.to(z_trajectory.device)
+    n_leaps = z_trajectory.shape[0] - 1
+    at_target = quadrant_label(z_trajectory.flatten(0, 1)).view(z_trajectory.shape[:2]) == target
+    steps = (z_trajectory[1:] - z_trajectory[:-1]).norm(dim=2)
+    first = at_target.int().argmax(dim=0)
+    arrived = at_target.any(dim=0) & (first < n_leaps)
+    after_arrival = torch.arange(n_leaps, device=steps.device)[:, None] >= first[None, :]
+    resting = ((steps < rest_step) & at_target[1:]) | ~after_arrival
+    settled = arrived & resting.all(dim=0)
+    later_steps = torch.where(after_arrival & arrived[None, :], steps, torch.zeros_like(steps))
+    return BlendSettling(settle_rate=settled.float().mean().item(),
+                         arrival_leaps_median=first[arrived].float().median().item() if arrived.any() else math.nan,
+                         rest_step_max=later_steps.max().item())
 
 
 def inject_gain(z_start: torch.Tensor, z_end: torch.Tensor, target: torch.Tensor) -> float:

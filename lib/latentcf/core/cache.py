@@ -17,6 +17,7 @@ from torch import nn
 
 from latentcf.core.errors import LatentcfError
 from latentcf.core.paths import cache_dir
+from latentcf.core.runtime import run_options
 
 CACHE_VERSION = 2
 """Part of every key: bumped when the same settings would give other weights (version 2: models and data
@@ -31,9 +32,17 @@ def settings_key(name: str, settings: dict[str, Any], model: nn.Module) -> str:
     """
     buffers = {key: value.tolist() for key, value in model.state_dict().items()
                if key not in dict(model.named_parameters())}
-    text = json.dumps({"name": name, "cache_version": CACHE_VERSION, **settings, "architecture": repr(model),
-                       "buffers": buffers},
-                      sort_keys=True, default=str)
+    return _key({"name": name, **settings, "architecture": repr(model), "buffers": buffers})
+
+
+def _key(content: dict[str, Any]) -> str:
+    """The hash of ``content`` with the cache version, and the dry-run mark in a dry run.
+
+    A dry run's models are trained for a few steps only: marking their keys keeps them from ever
+    being loaded by a real run with the same settings (and lets an interrupted dry run resume).
+    """
+    marks = {"cache_version": CACHE_VERSION, **({"dry_run": True} if run_options().dry_run else {})}
+    text = json.dumps({**content, **marks}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -96,8 +105,7 @@ def cached_tensors(name: str, settings: dict[str, Any], make: Callable[[], dict[
     with ``mmap=True`` (batches are then read from disk as they are indexed, for data sets larger
     than memory). A corrupted file raises :class:`LatentcfError`.
     """
-    text = json.dumps({"name": name, "cache_version": CACHE_VERSION, **settings}, sort_keys=True, default=str)
-    path = cache_dir() / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.pt"
+    path = cache_dir() / f"{name}-{_key({'name': name, **settings})}.pt"
     if path.is_file():
         try:
             return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)

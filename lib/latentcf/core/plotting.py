@@ -185,9 +185,10 @@ def image_grid(rows: dict[str, torch.Tensor | np.ndarray], column_titles: Sequen
 
     ``images``: grey ``(B, H, W)`` or ``(B, 1, H, W)``, or colour ``(B, 3, H, W)``; floats in [0, 1] or
     uint8. For a signed grey difference map pass ``cmap="RdBu_r", vmin=-1, vmax=1, colorbar=True``.
+    Rows without images stay blank (a dry run's two-step models may find no counterfactual to show).
     """
     arrays = {label: _grid_images(images) for label, images in rows.items()}
-    n_cols = max(len(images) for images in arrays.values())
+    n_cols = max(1, *(len(images) for images in arrays.values()))
     figure, axes = plt.subplots(len(arrays), n_cols, figsize=(size * n_cols + 0.9, size * len(arrays) + 0.3),
                                 squeeze=False)
     for row, (label, images) in zip(axes, arrays.items()):
@@ -198,6 +199,6 @@ def image_grid(rows: dict[str, torch.Tensor | np.ndarray], column_titles: Sequen
         row[0].text(-0.08, 0.5, label, transform=row[0].transAxes, ha="right", va="center")
     for ax, title in zip(axes[0], column_titles or []):
         ax.set_title(title)
-    if colorbar:
+    if colorbar and any(len(images) for images in arrays.values()):
         figure.colorbar(shown, ax=axes, shrink=0.8)
     return figure

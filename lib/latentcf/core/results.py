@@ -26,11 +26,20 @@ import torch
 
 from latentcf.core.errors import LatentcfError
 from latentcf.core.paths import project_root, results_dir
-from latentcf.core.runtime import device_description, resolve_device, seed_everything
+from latentcf.core.runtime import (
+    RunOptions,
+    configure_device,
+    device_description,
+    resolve_device,
+    run_options,
+    seed_everything,
+)
 from latentcf.core.settings import STAGES, check_settings
 
 SCALES = ("smoke", "paper")
 REQUIRED_KEYS = ("chapter", "scale", "device", "seed", "runtime_s", "git_sha", "versions", "metrics")
+OPTION_KEYS = tuple(option.name for option in dataclasses.fields(RunOptions))
+"""``dry_run`` and ``allow_missing_weights``: every results file says how its run was made."""
 VERSIONED_PACKAGES = ("latentcf", "torch", "numpy", "scipy", "nflows", "torchdiffeq")
 
 
@@ -44,12 +53,17 @@ class Run:
     device: torch.device
     settings: Any
     generator: torch.Generator
-    metrics: dict[str, float] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
+    metrics: dict[str, float | None] = field(default_factory=dict)
     facts: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
     def record(self, **metrics: float) -> None:
         """Record named scalar metrics; a non-finite or non-numeric value raises ``ValueError``.
+
+        In a dry run a non-finite value is recorded as ``None`` (JSON ``null``): models trained for two
+        steps leave statistics over their successes undefined (a median over no successful search),
+        and the dry run reports which (:func:`latentcf.book.reproduce.undefined_metrics`).
 
         Times are ``seconds_<stage>`` (see :meth:`stage`): a name ending in ``_s`` is refused, so one
         naming convention holds in every results file.
@@ -58,9 +72,9 @@ class Run:
             if name.endswith("_s"):
                 raise ValueError(f"metric '{name}': record a stage's time with Run.stage, as seconds_<stage>")
             number = float(value)
-            if not math.isfinite(number):
+            if not math.isfinite(number) and not self.options.dry_run:
                 raise ValueError(f"metric '{name}' is not a finite number: {value!r}")
-            self.metrics[name] = number
+            self.metrics[name] = number if math.isfinite(number) else None
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -79,7 +93,7 @@ class Run:
     def describe(self, **facts: str) -> None:
         """Record named text facts of the run (e.g. ``dataset="galaxy10-synthetic"``) as top-level keys."""
         for name, text in facts.items():
-            if name in REQUIRED_KEYS or name in ("date", "settings") or not isinstance(text, str):
+            if name in REQUIRED_KEYS or name in ("date", "settings", *OPTION_KEYS) or not isinstance(text, str):
                 raise ValueError(f"fact '{name}' must be a string under a name the results file does not use")
             self.facts[name] = text
 
@@ -96,6 +110,7 @@ class Run:
             "versions": package_versions(),
             "settings": dataclasses.asdict(self.settings),
             "metrics": dict(self.metrics),
+            **dataclasses.asdict(self.options),
             **self.facts,
         }
 
@@ -119,14 +134,20 @@ def open_run(chapter: str, scale: str, seed: int, device: str, settings: Any) ->
     """Open the run of ``chapter`` at ``scale`` with its ``settings``: seed everything, resolve the device.
 
     The chapter registry (``latentcf.chapters.registry.start_run``) hands over the settings, so this
-    layer never imports a chapter. ``settings.scale`` must be ``scale``.
+    layer never imports a chapter. ``settings.scale`` must be ``scale``; the run's options
+    (:func:`latentcf.core.runtime.run_options`: dry run, missing weights allowed) are recorded with it.
     """
     check_scale(scale)
     check_settings(settings)
     if settings.scale != scale:
         raise LatentcfError(f"settings of scale '{settings.scale}' handed to a {scale}-scale run of '{chapter}'")
-    return Run(chapter=chapter, scale=scale, seed=int(seed), device=resolve_device(device),
-               settings=settings, generator=seed_everything(int(seed)))
+    options = run_options()
+    if options.dry_run and scale != "paper":
+        raise LatentcfError("a dry run runs the paper scale's code paths: use it with --scale paper")
+    resolved = resolve_device(device)
+    configure_device(resolved)
+    return Run(chapter=chapter, scale=scale, seed=int(seed), device=resolved, settings=settings,
+               generator=seed_everything(int(seed)), options=options)
 
 
 def load_results(path: Path) -> dict[str, Any]:

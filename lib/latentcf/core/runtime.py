@@ -6,8 +6,10 @@ Introduced in the helix chapter (``notebooks/helix``) and used by every chapter.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -15,6 +17,45 @@ import torch
 from latentcf.core.errors import LatentcfError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+RUN_OPTIONS_ENV = "LATENTCF_RUN_OPTIONS"
+DRY_RUN_STEPS = 2
+"""Training steps of every training stage in a dry run (:attr:`RunOptions.dry_run`)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``python -m latentcf reproduce`` asks a chapter's kernel to run, beyond scale, seed and device.
+
+    ``dry_run``: the paper scale's architectures, code paths and data formats with every training
+    stage cut to :data:`DRY_RUN_STEPS` steps, the chapter's ``DRY_RUN`` sizes (a few dozen items)
+    and its own model cache; no number of a dry run is compared with a paper.
+    ``allow_missing_weights``: a paper-scale run goes on without published weights (ImageNet VGG16,
+    LPIPS) instead of refusing; the results file records it.
+    ``fabricated_data``: in a dry run, the folder of stand-ins for data files this machine lacks
+    (:mod:`latentcf.data.fabricate`); empty otherwise.
+    """
+
+    dry_run: bool = False
+    allow_missing_weights: bool = False
+    fabricated_data: str = ""
+
+    def environment(self) -> dict[str, str]:
+        """The environment variable that hands these options to a notebook's kernel."""
+        return {RUN_OPTIONS_ENV: json.dumps(asdict(self), sort_keys=True)}
+
+
+def run_options() -> RunOptions:
+    """The options of this process (from ``$LATENTCF_RUN_OPTIONS``; defaults in a plain notebook).
+
+    A malformed value raises :class:`LatentcfError`, never a silent default.
+    """
+    text = os.environ.get(RUN_OPTIONS_ENV, "")
+    if not text:
+        return RunOptions()
+    try:
+        return RunOptions(**json.loads(text))
+    except (json.JSONDecodeError, TypeError) as err:
+        raise LatentcfError(f"${RUN_OPTIONS_ENV} is not a valid set of run options: {text!r} ({err})") from err
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -41,6 +82,19 @@ def resolve_device(device: str = "auto") -> torch.device:
     if kind == "mps" and not torch.backends.mps.is_available():
         raise LatentcfError(f"device '{device}' requested but MPS is not available on this machine")
     return torch.device(name)
+
+
+def configure_device(device: torch.device) -> None:
+    """Let CUDA pick its fastest kernels: TF32 matrix products and convolutions, cuDNN autotuning.
+
+    TF32 keeps float32's range with a 10-bit mantissa inside CUDA matrix products (Ampere and
+    newer); mixed precision is a separate, per-stage choice (``*_precision`` settings, see
+    :func:`latentcf.core.training.fit`). No effect on the CPU, so smoke numbers do not move.
+    """
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
 
 
 def device_description(device: torch.device) -> str:

@@ -29,6 +29,8 @@ from tqdm import tqdm
 from latentcf.core.cache import cached_tensors
 from latentcf.core.errors import LatentcfError, optional_import
 from latentcf.core.paths import cache_dir, file_digest
+from latentcf.core.runtime import run_options
+from latentcf.data.dry_run import fabricated_folder, first_per_class, is_fabricated, skip_checksum
 
 CLASS_NAMES = ("Disturbed", "Merging", "Round Smooth", "In-between Round Smooth", "Cigar-shaped Smooth",
                "Barred Spiral", "Unbarred Tight Spiral", "Unbarred Loose Spiral", "Edge-on without Bulge",
@@ -102,6 +104,11 @@ class Galaxy10File:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def description(self) -> str:
+        """What the images are, in words."""
+        return f"Galaxy10 DECaLS ({len(self)} images, {self.path})"
+
     def read_images(self, indices: torch.Tensor | np.ndarray) -> torch.Tensor:
         """The images at ``indices``, in that order, as uint8 ``(B, 3, H, W)``; only they are read."""
         order = np.asarray(indices, dtype=np.int64)
@@ -112,6 +119,45 @@ class Galaxy10File:
     def close(self) -> None:
         """Close the HDF5 file."""
         self.handle.close()
+
+
+class Galaxy10Subset:
+    """Some images of a :class:`Galaxy10File`, renumbered ``0..len - 1``: a dry run's few per class."""
+
+    def __init__(self, source: Galaxy10File, indices: torch.Tensor) -> None:
+        self.source, self.indices = source, indices
+        self.labels = source.labels[indices]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def description(self) -> str:
+        """What the images are, in words."""
+        kind = "fabricated stand-in" if is_fabricated(self.source.path.parent) else "Galaxy10 DECaLS"
+        return f"dry run: {len(self)} of the {len(self.source)} images of the {kind} file {self.source.path}"
+
+    def read_images(self, indices: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """The images at ``indices`` of the subset as uint8 ``(B, 3, H, W)``."""
+        return self.source.read_images(self.indices[torch.as_tensor(indices, dtype=torch.long)])
+
+
+def open_galaxy10() -> Galaxy10File | Galaxy10Subset:
+    """The real Galaxy10 DECaLS file, downloaded once if it is not in :func:`galaxy10_path` yet.
+
+    In a dry run: the fabricated stand-in where the real file is not on the machine (its checksum
+    skipped, :func:`latentcf.data.dry_run.skip_checksum`), and only the first
+    :data:`latentcf.data.dry_run.DRY_RUN_PER_CLASS` images of each class.
+    """
+    fabricated = fabricated_folder("galaxy10")
+    if fabricated is not None:
+        source = Galaxy10File(fabricated / FILENAME, sha256=None if skip_checksum(fabricated) else SHA256)
+    else:
+        path = galaxy10_path()
+        source = Galaxy10File(path if path.is_file() else download_galaxy10(path))
+    if run_options().dry_run:
+        return Galaxy10Subset(source, first_per_class(source.labels))
+    return source
 
 
 def official_split(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,10 +16,12 @@ def batched_jacobian(g: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor)
     """``J[b] = dg(z[b]) / dz[b]`` for a generator that treats samples independently.
 
     One backward pass per *output* coordinate, each over the whole batch.
-    Shapes: ``z: (B, D) -> J: (B, D_out, D)``.
+    Shapes: ``z: (B, D) -> J: (B, D_out, D)``; ``B = 0`` gives an empty ``(0, D_out, D)`` without any pass.
     """
     z = z.detach().requires_grad_(True)
     x = g(z).flatten(1)
+    if len(z) == 0:
+        return z.new_empty(0, x.shape[1], z.shape[1])
     rows = [torch.autograd.grad(x[:, i].sum(), z, retain_graph=True)[0] for i in range(x.shape[1])]
     return torch.stack(rows, dim=1)
 

@@ -1,17 +1,29 @@
-"""Image similarity between a counterfactual and its input: PSNR, SSIM and LPIPS, in batched torch.
+"""Image similarity between a counterfactual and its input: PSNR, SSIM and LPIPS, in batched torch; and the
+JPEG round trip of stored images.
 
-PSNR and SSIM follow the torchmetrics defaults that the LeapFactual evaluation uses ("keeping all
-other parameters at their default values", App. B.2.2): images in ``[0, data_range]``, SSIM with an 11 x 11
-Gaussian window of sigma 1.5, ``K1 = 0.01``, ``K2 = 0.03``, computed per channel on the valid
-(unpadded) part of the image and averaged. LPIPS (Zhang et al. 2018) with the SqueezeNet backbone
-needs two sets of published weights, torchvision's ImageNet SqueezeNet 1.1 and the LPIPS linear
-heads: :func:`lpips_squeeze` downloads both where it can and returns ``None`` where it cannot (no
-torchvision import). Used in the Galaxy10 chapter.
+The LeapFactual evaluation uses torchmetrics "keeping all other parameters at their default values"
+(App. B.2.2). PSNR: :func:`psnr` gives one value per image; the paper's number is torchmetrics' default,
+which pools the squared errors of *every* image before the logarithm and takes the data range from the
+target images (:func:`pooled_psnr`, :func:`default_data_range`); the mean of per-image PSNRs is always at
+least as high (Jensen's inequality). SSIM: images in ``[0, data_range]``, an 11 x 11 Gaussian window of
+sigma 1.5, ``K1 = 0.01``, ``K2 = 0.03``, computed per channel on the valid (unpadded) part of the image
+and averaged, as scikit-image does (torchmetrics 1.7.1, which the official code pins, instead averages
+over the whole image padded by reflection, and takes the data range from each batch).
+LPIPS (Zhang et al. 2018) with the SqueezeNet backbone needs two sets of published
+weights, torchvision's ImageNet SqueezeNet 1.1 and the LPIPS linear heads: :func:`lpips_squeeze`
+downloads both where it can and returns ``None`` where it cannot (no torchvision import); as
+torchmetrics' default (``normalize=False``) it takes images as they come, expecting ``[-1, 1]``.
+:func:`jpeg_round_trip` stores images as the official Galaxy10 pipeline does. Used in the Galaxy10
+chapter.
 """
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
@@ -37,6 +49,27 @@ def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
     _check_pair(x, y)
     mse = (x - y).pow(2).flatten(1).mean(dim=1)
     return 10 * torch.log10(data_range ** 2 / mse)
+
+
+def default_data_range(target: torch.Tensor) -> float:
+    """torchmetrics' PSNR data range when none is given: ``max(target) - min(target)``, both taken against 0.
+
+    torchmetrics (``PeakSignalNoiseRatio(data_range=None)``) starts its running minimum and maximum of the
+    target images at 0, so images in [0, 1] get their largest pixel value as the range. ``(N, ...) -> float``.
+    """
+    return float(target.max().clamp(min=0) - target.min().clamp(max=0))
+
+
+def pooled_psnr(per_image: torch.Tensor, data_range: float, per_image_range: float = 1.0) -> float:
+    """The PSNR of a whole set as torchmetrics' default computes it, from per-image PSNRs of equal-size images.
+
+    ``per_image: (N,)`` PSNRs computed by :func:`psnr` with ``per_image_range``; each gives back its mean
+    squared error ``per_image_range^2 10^(-PSNR/10)``. torchmetrics (``dim=None``) sums the squared errors
+    over every pixel of every image and divides by their number, so the set's value is
+    ``10 log10(data_range^2 / mean(MSE))``, never above the mean of the per-image PSNRs.
+    """
+    mse = per_image_range ** 2 * torch.pow(10.0, -per_image.double() / 10)
+    return float(10 * torch.log10(data_range ** 2 / mse.mean()))
 
 
 def gaussian_profile(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -106,7 +139,9 @@ def squeezenet11_features() -> nn.Sequential:
 class LPIPS(nn.Module):
     """Learned perceptual image patch similarity with a SqueezeNet 1.1 backbone. ``(B, 3, H, W) x 2 -> (B,)``.
 
-    Images in [0, 1] are mapped to [-1, 1] and scaled per channel; at each of the seven taps the
+    Images are taken as they come, on the [-1, 1] scale the network was trained on, as torchmetrics'
+    default ``normalize=False`` does; with ``normalize=True`` images in [0, 1] are first mapped to
+    [-1, 1]. Then each image is shifted and scaled per channel; at each of the seven taps the
     feature vectors are normalised to unit length over channels, their squared difference is
     weighted per channel by a linear head (a 1x1 convolution to one channel) and averaged over the
     image; the seven values are summed. Without both published weights (:func:`lpips_squeeze`) the
@@ -122,9 +157,11 @@ class LPIPS(nn.Module):
         self.register_buffer("scale", torch.tensor(LPIPS_SCALE).view(1, 3, 1, 1))
         self.requires_grad_(False)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, normalize: bool = False) -> torch.Tensor:
         _check_pair(x, y)
-        a, b = ((2 * image - 1 - self.shift) / self.scale for image in (x, y))
+        if normalize:
+            x, y = 2 * x - 1, 2 * y - 1
+        a, b = ((image - self.shift) / self.scale for image in (x, y))
         distance = torch.zeros(len(x), dtype=x.dtype, device=x.device)
         for (start, stop), head in zip(LPIPS_SLICES, self.heads):
             block = self.features[start:stop]
@@ -156,3 +193,21 @@ def lpips_squeeze() -> LPIPS | None:
     with torch.no_grad():
         metric.load_published(backbone, heads)
     return metric.eval()
+
+
+def jpeg_round_trip(images: torch.Tensor, quality: int = 75) -> torch.Tensor:
+    """uint8 images written as JPEGs of ``quality`` and read back, as the official Galaxy10 pipeline stores them.
+
+    ``Galaxy10/convert_split_train_test.py`` saves the data set and ``Galaxy10/Galaxy10_generate_data.py``
+    the CE sets with Pillow's ``Image.save`` at its defaults (quality 75, 4:2:0 chroma subsampling).
+    Shapes: uint8 ``(B, 3, H, W) -> (B, 3, H, W)`` on the CPU.
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected uint8 images (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    decoded = []
+    for image in images.permute(0, 2, 3, 1).cpu().numpy():
+        stored = io.BytesIO()
+        Image.fromarray(image).save(stored, format="JPEG", quality=quality)
+        stored.seek(0)
+        decoded.append(np.asarray(Image.open(stored).convert("RGB")))
+    return torch.from_numpy(np.stack(decoded)).permute(0, 3, 1, 2).contiguous()

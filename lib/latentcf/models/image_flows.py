@@ -1,7 +1,8 @@
 """The multi-scale RealNVP of Dombrowski et al. for 1x28x28 MNIST images (Dinh et al. 2017).
 
-Convention, as in :mod:`latentcf.models.flows`: the nflows *forward* direction maps data to the base
-space, ``z = g^{-1}(x)``, and its *inverse* is the generator ``x = g(z)``. Every coupling is the
+Convention, as in :mod:`latentcf.models.flows`: ``encode`` maps data to the base space,
+``z = g^{-1}(x)``, and ``decode`` is the generator ``x = g(z)``; the couplings are nflows transforms,
+whose *forward* direction is ``encode``. Every coupling is the
 RealNVP affine map (Dinh et al. 2017, Eq. 7) on the pixels that a binary mask ``m`` leaves free,
 
     ``y = m * h + (1 - m) * (h * exp(s(m * h)) + t(m * h))``,  ``log|det dy/dh| = sum (1 - m) s``,
