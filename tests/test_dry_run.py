@@ -130,6 +130,15 @@ def test_missing_published_weights_are_refused_with_their_path_unless_allowed(mo
     assert weights.require_published(wanted, "the paper scale") == ["ImageNet VGG16-BN"]
 
 
+def test_published_weights_in_the_hub_cache_are_not_loaded_twice(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *_, **__: pytest.fail("loaded to check"))
+    cached = weights.PublishedWeights("LPIPS heads", "https://example.org/w.pth", "lpips.pth")
+    cached.path.parent.mkdir(parents=True)
+    cached.path.write_bytes(b"weights")
+    assert weights.require_published([cached], "the paper scale") == []
+
+
 def test_the_galaxy_paper_scale_refuses_to_start_without_its_weights(monkeypatch):
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", lambda *_, **__: (_ for _ in ()).throw(OSError()))
     with pytest.raises(LatentcfError, match="ImageNet VGG16-BN.*LPIPS heads"):

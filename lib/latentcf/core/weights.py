@@ -63,13 +63,16 @@ class PublishedWeights:
 def require_published(weights: list[PublishedWeights], purpose: str) -> list[str]:
     """Refuse ``purpose`` when one of ``weights`` cannot be had, unless the run allows missing weights.
 
+    Weights already in torch's hub cache are not loaded here (the chapter loads them once, when it
+    builds its networks); the others are downloaded into it, or found missing.
+
     Called before any training: a paper-scale number computed without the published weights is
     not the paper's number. The error names each file and the exact path to copy it to on a
     machine without internet. With ``--allow-missing-weights``
     (:attr:`latentcf.core.runtime.RunOptions.allow_missing_weights`) it returns the names of the
     missing weights instead, and the results file records the option.
     """
-    missing = [entry for entry in weights if entry.load() is None]
+    missing = [entry for entry in weights if not entry.path.is_file() and entry.load() is None]
     if missing and not run_options().allow_missing_weights:
         where = "; ".join(f"{entry.name}: {entry.url} -> {entry.path}" for entry in missing)
         raise LatentcfError(f"{purpose} needs published weights that cannot be downloaded here. Without internet, "
