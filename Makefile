@@ -2,12 +2,13 @@
 #   make book   set up, execute every chapter at smoke scale, check the claims, build the HTML book
 #   make test   set up, lint (ruff) and run the tests
 #   make dry-run  set up, run the paper-scale code paths for a couple of steps (CPU minutes, offline)
+#   make bench  set up, time every paper-scale stage for a few seconds and project a paper-scale run's time
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 PY := $(VENV)/bin/python
 
-.PHONY: setup test book paper dry-run
+.PHONY: setup test book paper dry-run bench
 
 setup: $(VENV)/.installed
 
@@ -31,7 +32,13 @@ paper: setup
 
 # The CPU dry run leaves out galaxy_leap: its 350 leaps per counterfactual each run VGG16-BN at 128 x 128, hours on
 # a 2-core CPU; the GPU workflow dry-runs every chapter.
-DRY_RUN_CHAPTERS ?= helix square mnist_diffeo mnist_leap
+DRY_RUN_CHAPTERS ?= helix square mnist_diffeo mnist_leap mnist_compare
 
 dry-run: setup
 	$(PY) -m latentcf reproduce $(DRY_RUN_CHAPTERS) --scale paper --dry-run --allow-missing-weights --device cpu
+
+# The device the projection is measured on (auto, cpu, cuda, cuda:N, mps); it writes build/bench/<device>.json.
+BENCH_DEVICE ?= auto
+
+bench: setup
+	$(PY) -m latentcf bench all --device $(BENCH_DEVICE)

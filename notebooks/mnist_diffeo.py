@@ -28,10 +28,13 @@
 # The models and the search follow the [official code](https://github.com/annahdo/counterfactuals);
 # the evaluations are not in it and follow the paper.
 #
-# What the chapter adds to `latentcf`: `chapters.mnist_diffeo` (the linear SVM oracle, the searches in X
-# and in latent spaces with input checks, and every evaluation measure) and `models.mnist_nets` (the
-# official CNN and convolutional VAE), built on `models.image_flows.mnist_realnvp`,
-# `core.training.epoch_batches` and `core.plotting.image_grid`.
+# What the chapter adds to `latentcf`: the searches in X and in latent spaces with input checks
+# (`methods.search.search_in_x`, `methods.search.search_in_latent`), the linear SVM oracle
+# (`metrics.oracle`), nearest neighbours and IM1 (`metrics.realism`), the distances (`metrics.proximity`),
+# `models.mnist_nets` (the official CNN and convolutional VAE) with their cached training
+# (`models.mnist_training`), and `chapters.mnist_diffeo` (the chapter's settings, classifier and the flow's
+# geometry), built on `models.image_flows.mnist_realnvp`, `core.training.epoch_batches` and
+# `core.plotting.image_grid`.
 
 # %% tags=["remove-cell"]
 import importlib.util
@@ -69,6 +72,10 @@ from latentcf.core import plotting
 from latentcf.core.claims import published_values
 from latentcf.core.runtime import generator
 from latentcf.core.settings import settings_table
+from latentcf.methods.search import search_in_latent, search_in_x
+from latentcf.metrics import realism
+from latentcf.metrics.oracle import flat_numpy, target_agreement
+from latentcf.metrics.proximity import l2_to_class, l2_to_source
 
 run = start_run("mnist_diffeo", SCALE, SEED, DEVICE)
 settings, device = run.settings, run.device
@@ -134,7 +141,7 @@ test_predictions = mnist_diffeo.predict_classes(classifier, data.test_x)
 classifier_accuracy = (test_predictions == data.test_y).float().mean().item()
 with run.stage("oracle"):
     oracle = mnist_diffeo.train_oracle(data, settings, SEED, device)
-oracle_accuracy = float((oracle.predict(mnist_diffeo.flat_numpy(data.test_x)) == data.test_y.cpu().numpy()).mean())
+oracle_accuracy = float((oracle.predict(flat_numpy(data.test_x)) == data.test_y.cpu().numpy()).mean())
 run.record(classifier_accuracy=classifier_accuracy, oracle_accuracy=oracle_accuracy)
 pd.DataFrame({"test accuracy": [classifier_accuracy, oracle_accuracy],
               "paper": [published["classifier_accuracy"], published["oracle_accuracy"]]},
@@ -151,20 +158,20 @@ pd.DataFrame({"test accuracy": [classifier_accuracy, oracle_accuracy],
 # * **In X** the variable is the image itself (learning rate $5 \cdot 10^{-4}$).
 # * **In Z** it is $z$, started at $g^{-1}(x)$, and the classifier sees $g(z)$ (learning rate $5 \cdot 10^{-2}$).
 #
-# The starts are random test images of a 4 that the CNN predicts as 4. All of them are optimised in
-# one batch, each stopping on its own (`methods.search.gradient_ascent`).
+# The starts are random test images of a 4 that the CNN predicts as 4, each with the target 9. All of
+# them are optimised in one batch, each stopping on its own (`methods.search.gradient_ascent`).
 
 # %%
 source_index = mnist_diffeo.select_sources(classifier, data.test_x, data.test_y, settings.search_n,
                                            generator(SEED, "search/sources"))
 x_source = data.test_x[source_index.to(device)]
+nines = torch.full((len(x_source),), mnist_diffeo.TARGET_CLASS, device=device)
 with run.stage("search_x"):
-    result_x = mnist_diffeo.search_in_x(x_source, classifier, mnist_diffeo.TARGET_CLASS, settings.search_lr_x,
-                                        settings.search_max_steps, settings.search_chunk)
+    result_x = search_in_x(x_source, classifier, nines, settings.search_lr_x, settings.search_max_steps,
+                           settings.search_chunk)
 with run.stage("search_z"):
-    result_z = mnist_diffeo.search_in_latent(x_source, classifier, flow.encode, flow.decode,
-                                             mnist_diffeo.TARGET_CLASS, settings.search_lr_z,
-                                             settings.search_max_steps, settings.search_chunk)
+    result_z = search_in_latent(x_source, classifier, flow.encode, flow.decode, nines, settings.search_lr_z,
+                                settings.search_max_steps, settings.search_chunk)
 run.record(n_searches=settings.search_n,
            success_rate_x=result_x.success.float().mean(), success_rate_z=result_z.success.float().mean(),
            median_steps_x=result_x.steps.float().median(), median_steps_z=result_z.steps.float().median())
@@ -201,9 +208,9 @@ plotting.image_grid({"original x": x_source[shown],
 # (X) and the counterfactuals (Z).
 
 # %%
-oracle_target = {"original": mnist_diffeo.target_agreement(oracle, x_source, mnist_diffeo.TARGET_CLASS),
-                 "X": mnist_diffeo.target_agreement(oracle, result_x.x[x_ok], mnist_diffeo.TARGET_CLASS),
-                 "Z": mnist_diffeo.target_agreement(oracle, result_z.x[z_ok], mnist_diffeo.TARGET_CLASS)}
+oracle_target = {"original": target_agreement(oracle, x_source, mnist_diffeo.TARGET_CLASS),
+                 "X": target_agreement(oracle, result_x.x[x_ok], mnist_diffeo.TARGET_CLASS),
+                 "Z": target_agreement(oracle, result_z.x[z_ok], mnist_diffeo.TARGET_CLASS)}
 run.record(oracle_target_acc_original=oracle_target["original"], oracle_target_acc_x=oracle_target["X"],
            oracle_target_acc_z=oracle_target["Z"])
 figure, ax = plt.subplots(figsize=(4.2, 3.2))
@@ -219,13 +226,13 @@ ax.set(ylabel="SVM says 9", ylim=(0, 1), title="Oracle accuracy w.r.t. the targe
 # neighbours whose true label is 9.
 
 # %%
-pool_index = mnist_diffeo.balanced_pool(data.test_y, settings.knn_per_class, generator(SEED, "knn/pool"))
+pool_index = realism.balanced_pool(data.test_y, settings.knn_per_class, generator(SEED, "knn/pool"))
 pool, pool_labels = data.test_x[pool_index.to(device)], data.test_y[pool_index.to(device)]
-own = mnist_diffeo.pool_positions(pool_index, source_index).to(device)
+own = realism.pool_positions(pool_index, source_index).to(device)
 target = mnist_diffeo.TARGET_CLASS
-knn = {"original": mnist_diffeo.knn_target_fraction(x_source, pool, pool_labels, target, exclude=own),
-       "X": mnist_diffeo.knn_target_fraction(result_x.x[x_ok], pool, pool_labels, target, exclude=own[x_ok]),
-       "Z": mnist_diffeo.knn_target_fraction(result_z.x[z_ok], pool, pool_labels, target, exclude=own[z_ok])}
+knn = {"original": realism.knn_target_fraction(x_source, pool, pool_labels, target, exclude=own),
+       "X": realism.knn_target_fraction(result_x.x[x_ok], pool, pool_labels, target, exclude=own[x_ok]),
+       "Z": realism.knn_target_fraction(result_z.x[z_ok], pool, pool_labels, target, exclude=own[z_ok])}
 run.record(knn_target_frac_original=knn["original"].mean(), knn_target_frac_x=knn["X"].mean(),
            knn_target_frac_z=knn["Z"].mean())
 figure, ax = plt.subplots(figsize=(4.2, 3.2))
@@ -251,9 +258,9 @@ with run.stage("im1_target"):
 with run.stage("im1_source"):
     ae_source, ae_source_info = mnist_diffeo.train_class_autoencoder(data, settings, SEED, device,
                                                                      digit=mnist_diffeo.SOURCE_CLASS)
-im1 = {"original": mnist_diffeo.im1(x_source, ae_target, ae_source),
-       "X": mnist_diffeo.im1(result_x.x[x_ok], ae_target, ae_source),
-       "Z": mnist_diffeo.im1(result_z.x[z_ok], ae_target, ae_source)}
+im1 = {"original": realism.im1(x_source, ae_target, ae_source),
+       "X": realism.im1(result_x.x[x_ok], ae_target, ae_source),
+       "Z": realism.im1(result_z.x[z_ok], ae_target, ae_source)}
 run.record(im1_original=im1["original"].mean(), im1_x=im1["X"].mean(), im1_z=im1["Z"].mean())
 pd.DataFrame({"IM1 mean": [v.mean().item() for v in im1.values()], "IM1 std": [v.std().item() for v in im1.values()],
               "paper mean": [published["im1_original"], published["im1_x"], published["im1_z"]]},
@@ -275,10 +282,10 @@ latent = {"source": mnist_diffeo.flow_latents(flow, x_source),
 found = {"x": (result_x.x, x_ok), "z": (result_z.x, z_ok)}
 distances = {}
 for search, (images, ok) in found.items():
-    distances[("x", "source", search)] = mnist_diffeo.l2_to_source(images[ok], x_source[ok])
-    distances[("x", "class", search)] = mnist_diffeo.l2_to_class(images[ok], class_images)
-    distances[("z", "source", search)] = mnist_diffeo.l2_to_source(latent[search][ok], latent["source"][ok])
-    distances[("z", "class", search)] = mnist_diffeo.l2_to_class(latent[search][ok], latent["class"])
+    distances[("x", "source", search)] = l2_to_source(images[ok], x_source[ok])
+    distances[("x", "class", search)] = l2_to_class(images[ok], class_images)
+    distances[("z", "source", search)] = l2_to_source(latent[search][ok], latent["source"][ok])
+    distances[("z", "class", search)] = l2_to_class(latent[search][ok], latent["class"])
 run.record(**{f"l2{space}_{to}_{search}": d.mean() for (space, to, search), d in distances.items()})
 
 
@@ -343,13 +350,11 @@ ax.set(xlabel="rank i", ylabel="mean eigenvalue $\\sigma_i^2$ of $J J^T$",
 with run.stage("vae"):
     vae, vae_info = mnist_diffeo.train_vae(data, settings, SEED, device)
 with run.stage("search_vae"):
-    result_vae = mnist_diffeo.search_in_latent(x_source, classifier, vae.encode, vae.decode,
-                                               mnist_diffeo.TARGET_CLASS, settings.search_lr_vae,
-                                               settings.search_max_steps_vae, settings.search_chunk,
-                                               desc="ascent in VAE latent")
+    result_vae = search_in_latent(x_source, classifier, vae.encode, vae.decode, nines, settings.search_lr_vae,
+                                  settings.search_max_steps_vae, settings.search_chunk, desc="ascent in VAE latent")
 vae_ok = result_vae.success
 run.record(success_rate_vae=vae_ok.float().mean(),
-           oracle_target_acc_vae=mnist_diffeo.target_agreement(oracle, result_vae.x[vae_ok], mnist_diffeo.TARGET_CLASS)
+           oracle_target_acc_vae=target_agreement(oracle, result_vae.x[vae_ok], mnist_diffeo.TARGET_CLASS)
            if vae_ok.any() else 0.0)
 with torch.no_grad():
     reconstruction = vae(x_source).clamp(0, 1)

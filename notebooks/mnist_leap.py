@@ -35,9 +35,10 @@
 #
 # What the chapter introduces into `latentcf`: `mnist.load_morpho_plain` and `morpho.measure`
 # (data and morphometrics), `training.epoch_batches`, `plotting.image_grid`, the official networks
-# (`models.mnist_nets`), ACC, macro-AUROC and the mean and standard error over runs
-# (`metrics.classification`), and the chapter module `mnist_leap` (the four methods, $D$ and the
-# k-NN black box).
+# (`models.mnist_nets`) and their cached training (`models.mnist_training`, `methods.cfm.train_velocity`),
+# the methods (`methods.search.opt_counterfactuals`, `methods.cgm`, `methods.leap.leap_counterfactuals`),
+# ACC, macro-AUROC and the mean and standard error over runs (`metrics.classification`), and the chapter
+# module `mnist_leap` (Table 2, $D$ and the k-NN black box).
 
 # %% tags=["remove-cell"]
 import importlib.util
@@ -77,9 +78,11 @@ from latentcf.core import claims, plotting
 from latentcf.core.errors import LatentcfError
 from latentcf.core.runtime import generator, stream_seed
 from latentcf.core.settings import settings_table
-from latentcf.methods.leap import leapfactual
+from latentcf.methods.leap import leap_counterfactuals, leapfactual
+from latentcf.methods.search import opt_counterfactuals
 from latentcf.metrics import morpho
 from latentcf.metrics.classification import mean_and_sem, target_accuracy
+from latentcf.models.mnist_training import train_morpho_classifier, train_morpho_cvae, train_morpho_vae
 
 run = start_run("mnist_leap", SCALE, SEED, DEVICE)
 settings, device = run.settings, run.device
@@ -122,7 +125,7 @@ pd.DataFrame(morpho.measure(first[:, 0]).as_dict()).round(2)
 
 # %%
 with run.stage("classifier"):
-    classifier, classifier_info = mnist_leap.train_classifier(data, settings, SEED, device)
+    classifier, classifier_info = train_morpho_classifier(data.train_x, data.train_y, settings, SEED, device)
 classifier_accuracy = mnist_leap.classifier_accuracy(classifier, data.test_x, data.test_y)
 run.record(classifier_accuracy=classifier_accuracy)
 print(f"test accuracy of f_theta on {len(data.test_x):,} test images: {classifier_accuracy:.4f}")
@@ -143,7 +146,7 @@ print(f"test accuracy of f_theta on {len(data.test_x):,} test images: {classifie
 
 # %%
 with run.stage("vae"):
-    vae, vae_info = mnist_leap.train_vae(data, settings, SEED, device)
+    vae, vae_info = train_morpho_vae(data.train_x, settings, SEED, device)
 reconstruction = mnist_leap.decode_latents(vae, mnist_leap.encode_latents(vae, data.test_x))
 morphometrics_input = morpho.measure(data.test_x[:, 0], workers=settings.eval_morpho_workers)
 morphometrics_recon = morpho.measure(reconstruction[:, 0], workers=settings.eval_morpho_workers)
@@ -168,7 +171,8 @@ fidelity.T.round(4)
 
 # %%
 with run.stage("cvae"):
-    cvae, cvae_info = mnist_leap.train_cvae(data, settings, SEED, device, classifier=classifier)
+    train_probabilities = mnist_leap.predict_probabilities(classifier, data.train_x, settings.eval_batch)
+    cvae, cvae_info = train_morpho_cvae(data.train_x, train_probabilities, settings, SEED, device)
 
 # %% [markdown]
 # ## The CE-CFM flow
@@ -200,10 +204,10 @@ plotting.loss_curves({name: info["loss"] for name, info in models.info.items()})
 #
 # from $z = \mu(x)$, 1,000 AdamW steps with lr 0.2 and $\lambda = 6 \cdot 10^{-4}$ (official settings; the
 # classification term is a squared error on probabilities and the distance is to the input $x$).
-# It is a gradient search, so its settings are `search_*`. `mnist_leap.opt_counterfactuals` runs all
+# It is a gradient search, so its settings are `search_*`. `search.opt_counterfactuals` runs all
 # images at once through the book's batched `search.gradient_ascent`.
 #
-# **CGM-based** swaps the condition of the conditional VAE (`mnist_leap.cgm_counterfactuals`).
+# **CGM-based** swaps the condition of the conditional VAE (`cgm.cgm_counterfactuals`).
 #
 # **LeapFactual** (Algorithm 2) repeats a LEAP with a small step: lift under the classifier's current
 # probabilities $y_c = \mathrm{softmax}\, f_\theta(g_\phi(z))$, land under the one-hot target, both with
@@ -212,7 +216,7 @@ plotting.loss_curves({name: info["loss"] for name, info in models.info.items()})
 # *injects* $N_i = 5$ times: no lift, a land with $\gamma = 0.1$, which pushes the digit further into the
 # target class so that it is not just barely across the decision boundary. Every lift and land is a
 # dopri5 solve (tolerance $10^{-4}$) on the official five grid points; nothing differentiates the
-# classifier (`mnist_leap.leap_counterfactuals`).
+# classifier (`leap.leap_counterfactuals`).
 #
 # ### Figure 5: the same inputs, random targets
 
@@ -244,8 +248,10 @@ plotting.image_grid({mnist_leap.METHOD_TITLES[m]: figure_ces[m] - figure_recon f
 # %%
 one_digit = data.test_x[:1].expand(mnist_leap.NUM_CLASSES, -1, -1, -1)
 all_targets = torch.arange(mnist_leap.NUM_CLASSES, device=device)
-all_leaps = mnist_leap.leap_counterfactuals(models.velocity, models.vae, models.classifier.probabilities, one_digit,
-                                            all_targets, settings)
+all_leaps = leap_counterfactuals(models.velocity, models.vae, models.classifier.probabilities, one_digit, all_targets,
+                                 n_blend=settings.leap_n_blend, gamma_blend=settings.leap_gamma_blend,
+                                 n_inject=settings.leap_n_inject, gamma_inject=settings.leap_gamma_inject,
+                                 solver=mnist_leap.solver(settings))
 plotting.image_grid({"LeapFactual": all_leaps.x_cf, "LeapFactual_R": all_leaps.x_rcf},
                     [str(t) for t in range(mnist_leap.NUM_CLASSES)]);
 
@@ -359,7 +365,9 @@ print(f"k-NN (k = {settings.knn_neighbours}) test accuracy: {knn_accuracy:.4f}")
 
 # %%
 try:
-    mnist_leap.opt_counterfactuals(models.vae, knn, data.test_x[:4], torch.arange(4, device=device), settings)
+    opt_counterfactuals(models.vae.encode, models.vae.decode, knn, data.test_x[:4], torch.arange(4, device=device),
+                        steps=settings.search_steps, lr=settings.search_lr,
+                        distance_weight=settings.search_distance_weight, weight_decay=settings.search_weight_decay)
 except LatentcfError as refusal:
     print(f"Opt-based: {refusal}")
 

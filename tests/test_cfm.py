@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from latentcf.core.errors import LatentcfError
 from latentcf.methods.cfm import (
     ConditionalVelocityMLP,
     cfm_loss,
@@ -14,6 +15,7 @@ from latentcf.methods.cfm import (
     condition_vector,
     sample_source,
     sample_time,
+    train_velocity,
 )
 
 
@@ -197,3 +199,40 @@ def test_sample_time_is_one_uniform_time_per_sample() -> None:
     assert t.shape == (10000, 1)
     assert t.min().item() >= 0.0 and t.max().item() <= 1.0
     assert t.mean().item() == pytest.approx(0.5, abs=0.02)
+
+
+# train_velocity ---------------------------------------------------------------------------------
+
+def shifted_latents(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents ``(n, 2)`` of three classes around their shifts and one-hot conditions ``(n, 3)``."""
+    labels = torch.arange(n) % 3
+    return CLASS_SHIFTS[labels] + 0.1 * torch.randn(n, 2, generator=seeded(11)), condition_vector(labels, 3)
+
+
+def test_train_velocity_sizes_the_mlp_from_the_data_and_caches_it_under_its_name_and_key() -> None:
+    latents, conditions = shifted_latents(30)
+    training = {"epochs": 2, "batch": 10, "lr": 1e-2, "seed": 0, "device": torch.device("cpu")}
+    velocity, info = train_velocity(latents, conditions, name="toy_flow", key={"what": "toy"}, hidden_width=16,
+                                    n_hidden_layers=2, **training)
+    linears = [m for m in velocity.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(6, 16), (16, 16), (16, 2)]
+    assert not info["cached"] and len(info["loss"]) == 6 and not velocity.training
+    again, again_info = train_velocity(latents, conditions, name="toy_flow", key={"what": "toy"}, hidden_width=16,
+                                       n_hidden_layers=2, **training)
+    assert again_info["cached"]
+    assert all(torch.equal(a, b) for a, b in zip(velocity.state_dict().values(), again.state_dict().values()))
+    renamed, renamed_info = train_velocity(latents, conditions, name="other_flow", key={"what": "toy"},
+                                           hidden_width=16, n_hidden_layers=2, **training)
+    assert not renamed_info["cached"]
+    assert not torch.equal(renamed.network[0].weight, velocity.network[0].weight), "other name, other streams"
+
+
+def test_train_velocity_refuses_latents_and_conditions_that_do_not_pair_up() -> None:
+    latents, conditions = shifted_latents(30)
+    key = {"what": "toy"}
+    with pytest.raises(LatentcfError, match=r"\(N, D\) and conditions \(N, K\)"):
+        train_velocity(latents, conditions[:20], epochs=1, batch=10, lr=1e-2, seed=0, device=torch.device("cpu"),
+                       name="toy_flow", key=key)
+    with pytest.raises(LatentcfError, match=r"\(N, D\) and conditions \(N, K\)"):
+        train_velocity(latents, torch.arange(30) % 3, epochs=1, batch=10, lr=1e-2, seed=0,
+                       device=torch.device("cpu"), name="toy_flow", key=key)

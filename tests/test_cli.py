@@ -5,6 +5,7 @@ import nbformat
 import pytest
 import torch
 
+from latentcf.book import bench
 from latentcf.chapters import helix, registry
 from latentcf.chapters.registry import Chapter
 from latentcf.cli import main
@@ -19,6 +20,8 @@ def _error_lines(capsys):
     (["reproduce", "helix", "--scale", "huge"], "error: unknown scale 'huge'"),
     (["reproduce", "helix", "--device", "quantum"], "error: unknown device 'quantum'"),
     (["reproduce", "helix", "--dry-run"], "error: --dry-run runs the paper scale's code paths"),
+    (["bench", "nochapter"], "error: unknown chapter 'nochapter'; known chapters: helix"),
+    (["bench", "helix", "--device", "quantum"], "error: unknown device 'quantum'"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
@@ -66,6 +69,19 @@ def test_the_book_needs_executed_chapters(tmp_path, monkeypatch, capsys):
     (tmp_path / "book").mkdir()
     assert main(["book"]) == 2
     assert "has not been executed" in _error_lines(capsys)[0]
+
+
+@pytest.mark.parametrize("limit, status", [("1", 1), ("10", 0)])
+def test_bench_prints_the_projection_and_fails_over_its_limit(limit, status, tmp_path, monkeypatch, capsys):
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(bench.WORK_MODELS, "helix", lambda settings: [
+        bench.Stage("flow", "training steps", settings.flow_steps, lambda probe: bench.Rate(20.0, 1, 1))])
+    assert main(["bench", "helix", "--device", "cpu", "--limit-minutes", limit]) == status
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1].split() == ["helix", "flow", "training", "steps", "5,000", "1", "20", "4", "min"]
+    assert (tmp_path / "build" / "bench" / "cpu.json").is_file()
+    assert ("error: the projected paper-scale run takes 4 min, more than the limit of 1 min" in err) == (status == 1)
 
 
 def test_the_module_entry_point_exits_non_zero():

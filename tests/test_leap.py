@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from latentcf.core.errors import LatentcfError
 from latentcf.methods.cfm import ConditionalVelocityMLP, condition_vector
 from latentcf.methods.leap import (
     IdentityLatentModel,
@@ -21,6 +22,7 @@ from latentcf.methods.leap import (
     integrate,
     land,
     leap,
+    leap_counterfactuals,
     leap_paths,
     leapfactual,
     lift,
@@ -287,6 +289,62 @@ def test_classifier_is_never_called_with_gradients() -> None:
                          gamma_blend=0.3, solver=COARSE_GRID)
     assert torch.equal(result.label_final, y_target)
     assert torch.allclose(result.x_cf, model.decode(result.z_cf))
+
+
+# LeapFactual and LeapFactual_R on images -------------------------------------------------------------
+
+class FlatImages:
+    """A latent model whose latent is the image itself, flattened: ``(B, 1, 28, 28) <-> (B, 784)``."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return z.view(-1, 1, 28, 28)
+
+
+class ShiftToClassBrightness:
+    """A velocity that moves every pixel towards the brightness ``(c + 1) / 10`` of its class ``c``."""
+
+    num_classes = 10
+
+    def __call__(self, t: torch.Tensor, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        brightness = condition_vector(c, self.num_classes, dtype=z.dtype) @ torch.linspace(0.1, 1.0, 10)
+        return brightness[:, None] - z
+
+
+def brightness_classifier(x: np.ndarray | torch.Tensor) -> np.ndarray:
+    """NumPy probabilities: one-hot of the class whose brightness ``(c + 1) / 10`` is nearest the mean pixel."""
+    mean = np.asarray(x).reshape(len(x), -1).mean(axis=1)
+    return np.eye(10, dtype=np.float32)[np.clip(np.rint(mean * 10 - 1), 0, 9).astype(int)]
+
+
+LEAP_IMAGES = {"n_blend": 3, "gamma_blend": 0.5, "n_inject": 2, "gamma_inject": 0.5, "solver": COARSE_GRID}
+
+
+def test_leap_counterfactuals_blend_then_inject_and_no_leap_is_the_reconstruction() -> None:
+    x = torch.full((2, 1, 28, 28), 0.25)
+    target = torch.tensor([7, 1])
+    ces = leap_counterfactuals(ShiftToClassBrightness(), FlatImages(), brightness_classifier, x, target,
+                               **LEAP_IMAGES)
+    assert ces.x_cf.shape == ces.x_rcf.shape == (2, 1, 28, 28)
+    reached = brightness_classifier(ces.x_rcf.numpy()).argmax(axis=1)
+    assert reached.tolist() == target.tolist()
+    assert not torch.allclose(ces.x_cf, ces.x_rcf)
+    still = leap_counterfactuals(ShiftToClassBrightness(), FlatImages(), brightness_classifier, x, target,
+                                 **{**LEAP_IMAGES, "n_blend": 0, "n_inject": 0})
+    assert torch.equal(still.x_cf, x) and torch.equal(still.x_rcf, x)
+
+
+@pytest.mark.parametrize("x, target, message", [
+    (torch.full((2, 28, 28), 0.25), torch.tensor([7, 1]), "shape"),
+    (torch.full((2, 1, 28, 28), 2.0), torch.tensor([7, 1]), r"\[0, 1\]"),
+    (torch.full((2, 1, 28, 28), 0.25), torch.tensor([7, 10]), "unknown target"),
+    (torch.full((2, 1, 28, 28), 0.25), torch.tensor([7]), "2 integer"),
+])
+def test_leap_counterfactuals_refuse_bad_images_and_targets(x, target, message) -> None:
+    with pytest.raises(LatentcfError, match=message):
+        leap_counterfactuals(ShiftToClassBrightness(), FlatImages(), brightness_classifier, x, target, **LEAP_IMAGES)
 
 
 # validation --------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The command line: ``python -m latentcf reproduce|book``.
+"""The command line: ``python -m latentcf reproduce|book|bench``.
 
 Bad input (an unknown chapter or scale, an unavailable device, a missing notebook) and a notebook
 that raises end with one ``error: ...`` line and a non-zero exit status.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from latentcf.book.bench import SECONDS_PER_STAGE
 from latentcf.chapters.registry import CHAPTERS, SCALES
 from latentcf.core.errors import LatentcfError
 from latentcf.core.runtime import RunOptions
@@ -35,7 +36,30 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--scale", default="smoke",
                       help="smoke: the smoke runs (build/_build/html); paper: the paper-scale runs, smoke runs noted "
                            "where a chapter has none (build/paper/_build/html)")
+    bench = commands.add_parser("bench", help="time every paper-scale stage for a few seconds and project the "
+                                              "wall time of a paper-scale run")
+    bench.add_argument("chapters", nargs="+", metavar="CHAPTER",
+                       help=f"chapter names ({', '.join(CHAPTERS)}) or 'all'")
+    bench.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    bench.add_argument("--seconds", type=float, default=SECONDS_PER_STAGE,
+                       help=f"timed seconds per stage after its warm-up (default: {SECONDS_PER_STAGE:g})")
+    bench.add_argument("--note", default="", help="which machine this is, in words (recorded in the results file)")
+    bench.add_argument("--limit-minutes", type=float, default=None,
+                       help="exit with status 1 when the projected total exceeds this many minutes")
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from latentcf.book.bench import bench, duration, format_table
+
+    document, path = bench(args.chapters, args.device, args.seconds, args.note)
+    print(format_table(document))
+    print(f"projection written to {path}")
+    if args.limit_minutes is not None and document["total_s"] > 60 * args.limit_minutes:
+        print(f"error: the projected paper-scale run takes {duration(document['total_s'])}, more than the limit "
+              f"of {args.limit_minutes:g} min", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -58,10 +82,11 @@ def _book(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 a claim failed, 2 bad input or a failed chapter)."""
+    """Entry point; returns the exit status (0 ok, 1 a claim failed or a projection is over its limit, 2 bad input
+    or a failed chapter)."""
     args = _parser().parse_args(argv)
     try:
-        return {"reproduce": _reproduce, "book": _book}[args.command](args)
+        return {"reproduce": _reproduce, "book": _book, "bench": _bench}[args.command](args)
     except LatentcfError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

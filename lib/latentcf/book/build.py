@@ -2,6 +2,7 @@
 
 The book's sources are staged in ``build/book-src``: the prose pages, the configuration, the
 executed notebooks in place of the output-free ones, the report page filled with results, the
+committed time projections of ``python -m latentcf bench`` (``results/bench``) on the reproduction page, the
 library's source, which chapters show on the page with ``literalinclude`` (the code that ran), and
 the static files that make the book work offline: plotly.js (from the plotly package) and MathJax
 (from the ``django-static-mathjax`` package), served once per site from ``_static``. Jupyter Book
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import nbformat
 
+from latentcf.book.bench import committed_dir, fill_projections_page
 from latentcf.book.report import fill_report_page
 from latentcf.chapters.registry import CHAPTERS
 from latentcf.core.errors import LatentcfError, optional_import
@@ -32,6 +34,8 @@ from latentcf.core.paths import build_dir, paper_results_dir, project_root
 from latentcf.core.results import check_scale
 
 REPORT_PAGE = "book/reproduction-report.md"
+PROJECTIONS_PAGE = "book/reproduce.md"
+"""The page whose section "What a paper-scale run costs" shows the committed projections of ``bench``."""
 HIDDEN_TAGS = {"injected-parameters": "remove-cell"}
 """Cells papermill adds for the run (its injected parameters) are removed from the HTML page; they stay
 in the executed ``.ipynb``."""
@@ -84,6 +88,7 @@ def stage_sources(out: Path, scale: str = "smoke", smoke_out: Path | None = None
         stage_notebook(executed, stage / chapter.notebook, note=SMOKE_FALLBACK_NOTE if ran_at != scale else None)
     shutil.copytree(root / "lib" / "latentcf", stage / "lib" / "latentcf",
                     ignore=shutil.ignore_patterns("__pycache__", "shipped"))
+    fill_projections_page(stage / PROJECTIONS_PAGE, committed_dir())
     fill_report_page(stage / REPORT_PAGE, smoke_dir=smoke_out / "results",
                      paper_dir=paper_results(out / "report-paper-results",
                                              out / "results" if scale == "paper" else None))

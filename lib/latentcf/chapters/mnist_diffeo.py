@@ -9,7 +9,12 @@ and in Z; the spectrum of the flow's inverse induced metric ``J J^T`` shows why 
 data manifold. The official code is https://github.com/annahdo/counterfactuals (the search:
 ``counterfactuals/adv.py``); its MNIST evaluations (oracle, nearest neighbours, IM1, distances,
 spectra) are not in it and follow the paper (Sec. 4.1.3, 4.2, App. B.6-B.11).
-Used in ``notebooks/mnist_diffeo``.
+
+What another chapter needs too lives in the layers below: the training of the flow and of the VAEs
+(:mod:`latentcf.models.mnist_training`), the searches (:mod:`latentcf.methods.search`), the oracle
+(:mod:`latentcf.metrics.oracle`), nearest neighbours and IM1 (:mod:`latentcf.metrics.realism`) and the
+distances (:mod:`latentcf.metrics.proximity`). This module holds the chapter's settings, its data, the
+classifier, the choice of the searched images and the flow's geometry. Used in ``notebooks/mnist_diffeo``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -27,27 +31,22 @@ from torch.nn import functional as F
 
 from latentcf.core.batching import in_batches
 from latentcf.core.cache import cached_model
-from latentcf.core.errors import LatentcfError, check_targets, optional_import
+from latentcf.core.errors import LatentcfError, check_targets
 from latentcf.core.runtime import generator, run_options, seed_stream
 from latentcf.core.settings import stage_settings
 from latentcf.core.training import epoch_batches, fit
-from latentcf.data.mnist import MnistData, check_unit_images, load_mnist, mnist_data, require_full_mnist
+from latentcf.data.mnist import MnistData, load_mnist, mnist_data, require_full_mnist
 from latentcf.methods.geometry import batched_jacobian, induced_metric_eigen
-from latentcf.methods.search import AscentResult, gradient_ascent
-from latentcf.models.image_flows import MnistRealNVP, mnist_realnvp
+from latentcf.metrics.oracle import Oracle, train_svm_oracle
+from latentcf.models.image_flows import MnistRealNVP
 from latentcf.models.mnist_nets import NUM_CLASSES, ConvVAE, MnistCNN
+from latentcf.models.mnist_training import RealNVPRecipe, l2_penalty, train_conv_vae, train_realnvp
 
 SOURCE_CLASS = 4
 """The paper starts from test images of the digit 4 (Sec. 4.1.3) ..."""
 TARGET_CLASS = 9
 """... and asks for a 9."""
-THRESHOLD = 0.99
-"""A search stops once ``softmax(f(x))_target > THRESHOLD`` (App. B.6; ``save_at`` in the official ``main.py``)."""
 IMAGE_SHAPE = (1, 28, 28)
-FLOW_GAIN_PENALTY = 5e-5
-"""Weight of the official flow regulariser on weight-norm gains and coupling scales (App. B.3)."""
-IM1_EPS = 1e-8
-"""The small positive ``epsilon`` of IM1 (Eq. 24; its value is not stated in the paper)."""
 
 
 @dataclass(frozen=True)
@@ -186,38 +185,21 @@ def class_index(target: int) -> int:
     return int(check_targets(torch.tensor([int(target)]), NUM_CLASSES)[0])
 
 
-def l2_penalty(model: nn.Module, weight_decay: float) -> torch.Tensor | float:
-    """``weight_decay / 2 * sum theta^2``: its gradient is Adam's coupled weight decay ``weight_decay * theta``."""
-    if weight_decay == 0:
-        return 0.0
-    return 0.5 * weight_decay * sum((p ** 2).sum() for p in model.parameters())
-
-
 # --------------------------------------------------------------------------------------- models
 
 
 def train_flow(data: MnistData, settings: MnistDiffeoSettings, seed: int,
                device: torch.device) -> tuple[MnistRealNVP, dict]:
-    """The multi-scale RealNVP (App. B.3; official ``counterfactuals/generative_models/flows/realnvp.py``).
+    """The multi-scale RealNVP (App. B.3) on all training images (:func:`latentcf.models.mnist_training.train_realnvp`).
 
-    Trained on dequantised training images; loss per image ``-log p(x~) + 5e-5 sum g^2`` (official),
-    batch mean, plus the L2 weight decay. Random streams ``flow/batches``, ``flow/dequantise`` and
-    ``flow/init`` (the initial weights). Cached by the data and flow settings and the seed.
+    Random streams ``flow/batches``, ``flow/dequantise`` and ``flow/init``. Cached as ``mnist_flow`` by the
+    data and flow settings and the seed.
     """
-    batches = epoch_batches(len(data.train_x), settings.flow_batch, settings.flow_epochs,
-                            generator(seed, "flow/batches"))
-    dequantise = generator(seed, "flow/dequantise", device)
-
-    def loss(flow: MnistRealNVP, step: int) -> torch.Tensor:
-        x = data.train_x[batches[step].to(device)]
-        return (-flow.log_prob(x, noise=True, generator=dequantise).mean()
-                + FLOW_GAIN_PENALTY * flow.gain_penalty() + l2_penalty(flow, settings.flow_weight_decay))
-
-    seed_stream(seed, "flow/init")
-    return cached_model("mnist_flow", stage_settings(settings, "data", "flow", seed=seed),
-                        lambda: mnist_realnvp(settings.flow_width, settings.flow_res_blocks).to(device),
-                        lambda flow: fit(flow, lambda step: loss(flow, step), len(batches),
-                                         settings.flow_lr, desc="flow", precision=settings.flow_precision))
+    recipe = RealNVPRecipe(width=settings.flow_width, res_blocks=settings.flow_res_blocks, epochs=settings.flow_epochs,
+                           batch=settings.flow_batch, lr=settings.flow_lr, weight_decay=settings.flow_weight_decay,
+                           precision=settings.flow_precision)
+    return train_realnvp(data.train_x, recipe, seed, device, name="mnist_flow",
+                         key=stage_settings(settings, "data", "flow", seed=seed))
 
 
 def train_classifier(data: MnistData, settings: MnistDiffeoSettings, seed: int,
@@ -243,66 +225,38 @@ def train_classifier(data: MnistData, settings: MnistDiffeoSettings, seed: int,
                                         precision=settings.classifier_precision))
 
 
-def _train_conv_vae(name: str, images: torch.Tensor, epochs: int, batch: int, lr: float, precision: str,
-                    cache_settings: dict, seed: int, stream: str, device: torch.device) -> tuple[ConvVAE, dict]:
-    """A :class:`ConvVAE` on ``images``, with the random streams ``<stream>/batches`` and ``<stream>/init``.
-
-    The ``init`` stream seeds the initial weights and then the reparameterisation noise of training.
-    """
-    batches = epoch_batches(len(images), batch, epochs, generator(seed, f"{stream}/batches"))
-    seed_stream(seed, f"{stream}/init")
-    return cached_model(name, cache_settings, lambda: ConvVAE().to(device),
-                        lambda vae: fit(vae, lambda step: vae.loss(images[batches[step].to(device)]),
-                                        len(batches), lr, desc=name, precision=precision))
-
-
 def train_vae(data: MnistData, settings: MnistDiffeoSettings, seed: int,
               device: torch.device) -> tuple[ConvVAE, dict]:
     """The VAE of the approximate counterfactuals (Sec. 4.2, App. B.10), on all training images.
 
     The official architecture (``counterfactuals/generative_models/vaes/vae.py``); random streams
-    ``vae/batches`` and ``vae/init``.
+    ``vae/batches`` and ``vae/init``; cached as ``mnist_vae``.
     """
-    return _train_conv_vae("mnist_vae", data.train_x, settings.vae_epochs, settings.vae_batch, settings.vae_lr,
-                           settings.vae_precision, stage_settings(settings, "data", "vae", seed=seed), seed, "vae",
-                           device)
+    return train_conv_vae(data.train_x, epochs=settings.vae_epochs, batch=settings.vae_batch, lr=settings.vae_lr,
+                          precision=settings.vae_precision, seed=seed, stream="vae", device=device, name="mnist_vae",
+                          key=stage_settings(settings, "data", "vae", seed=seed))
 
 
 def train_class_autoencoder(data: MnistData, settings: MnistDiffeoSettings, seed: int, device: torch.device, *,
                             digit: int) -> tuple[ConvVAE, dict]:
     """An IM1 autoencoder: the VAE trained only on the training images of ``digit`` (App. B.10).
 
-    Random streams ``im1/digit<digit>/batches`` and ``im1/digit<digit>/init``.
+    Random streams ``im1/digit<digit>/batches`` and ``im1/digit<digit>/init``; cached as ``mnist_ae_digit<digit>``.
     """
     images = data.train_x[data.train_y == class_index(digit)]
-    return _train_conv_vae(f"mnist_ae_digit{digit}", images, settings.im1_epochs, settings.im1_batch,
-                           settings.im1_lr, settings.im1_precision,
-                           stage_settings(settings, "data", "im1", seed=seed, digit=digit),
-                           seed, f"im1/digit{digit}", device)
-
-
-class Oracle(Protocol):
-    """Anything with scikit-learn's ``predict: (N, 784) array -> (N,) labels``."""
-
-    def predict(self, x: np.ndarray) -> np.ndarray: ...
+    return train_conv_vae(images, epochs=settings.im1_epochs, batch=settings.im1_batch, lr=settings.im1_lr,
+                          precision=settings.im1_precision, seed=seed, stream=f"im1/digit{digit}", device=device,
+                          name=f"mnist_ae_digit{digit}",
+                          key=stage_settings(settings, "data", "im1", seed=seed, digit=digit))
 
 
 def train_oracle(data: MnistData, settings: MnistDiffeoSettings, seed: int, device: torch.device) -> Oracle:
-    """The 10-class linear SVM oracle (Sec. 4.1.3; the paper's 92% suits a linear kernel).
+    """The 10-class linear SVM oracle (Sec. 4.1.3), by :func:`latentcf.metrics.oracle.train_svm_oracle`.
 
     Trained on ``settings.oracle_train_size`` training images drawn from the stream ``oracle/subset``;
     scikit-learn fits it on the CPU whatever ``device`` is. Not cached (seconds on a CPU).
     """
-    idx = torch.randperm(len(data.train_x), generator=generator(seed, "oracle/subset"))[:settings.oracle_train_size]
-    svm_module = optional_import("sklearn.svm", "scikit-learn", "the SVM oracle of the MNIST chapter")
-    svm = svm_module.SVC(kernel="linear", C=1.0)
-    svm.fit(flat_numpy(data.train_x[idx.to(data.train_x.device)]), data.train_y[idx].cpu().numpy())
-    return svm
-
-
-def flat_numpy(images: torch.Tensor) -> np.ndarray:
-    """``(N, 1, 28, 28) -> (N, 784)`` float64 NumPy on the CPU."""
-    return images.detach().flatten(1).cpu().double().numpy()
+    return train_svm_oracle(data.train_x, data.train_y, settings.oracle_train_size, generator(seed, "oracle/subset"))
 
 
 def predict_classes(classifier: nn.Module, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
@@ -327,140 +281,7 @@ def select_sources(classifier: nn.Module, images: torch.Tensor, labels: torch.Te
     return candidates[torch.randperm(len(candidates), generator=generator)[:n]]
 
 
-# -------------------------------------------------------------------------------------- searches
-
-
-def clip_to_unit(x: torch.Tensor) -> torch.Tensor:
-    """Clip values to ``[0, 1]`` without changing the gradient (``counterfactuals/adv.py`` clips ``x.data``)."""
-    return x + (x.clamp(0.0, 1.0) - x).detach()
-
-
-def target_score(classifier: nn.Module, target: int, threshold: float = THRESHOLD):
-    """Algorithm 1's loss and stopping rule: cross-entropy to ``target``; stop at ``softmax_t > threshold``."""
-
-    def score(x: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = classifier(x)
-        labels = torch.full((len(x),), target, device=x.device)
-        reached = logits.softmax(1)[:, target] > threshold
-        return F.cross_entropy(logits, labels, reduction="none"), reached
-
-    return score
-
-
-def _concat(results: list[AscentResult]) -> AscentResult:
-    return AscentResult(x=torch.cat([r.x for r in results]), v=torch.cat([r.v for r in results]),
-                        steps=torch.cat([r.steps for r in results]),
-                        success=torch.cat([r.success for r in results]), trajectory=None)
-
-
-def search_in_x(x_start: torch.Tensor, classifier: nn.Module, target: int, lr: float, max_steps: int,
-                chunk: int = 500) -> AscentResult:
-    """Adversarial search: Adam on the pixels themselves, clipped to ``[0, 1]`` (Sec. 4.1.3, App. B.6).
-
-    Shapes: ``x_start: (B, 1, 28, 28)`` in ``[0, 1]`` -> ``AscentResult`` with ``x: (B, 1, 28, 28)``.
-    The clip passes the gradient straight through, so a pixel can be pushed past a bound while
-    the classifier sees it at the bound (``counterfactuals/adv.py`` projects the pixel instead).
-    """
-    check_unit_images(x_start)
-    score = target_score(classifier, class_index(target))
-    return _concat([gradient_ascent(part, clip_to_unit, score, lr, max_steps, desc="ascent in X")
-                    for part in x_start.split(chunk)])
-
-
-def search_in_latent(x_start: torch.Tensor, classifier: nn.Module, encode: Callable, decode: Callable,
-                     target: int, lr: float, max_steps: int, chunk: int = 500,
-                     desc: str = "ascent in Z") -> AscentResult:
-    """Counterfactual search: Adam on ``z``, starting at ``encode(x)``; the classifier sees ``clip(decode(z))``.
-
-    The same code serves the flow (exact, Sec. 4.1.3) and the VAE (approximate, Sec. 4.2).
-    Shapes: ``x_start: (B, 1, 28, 28)`` in ``[0, 1]`` -> ``x: (B, 1, 28, 28)``, ``v``: the latents.
-    """
-    check_unit_images(x_start)
-    score = target_score(classifier, class_index(target))
-    results = []
-    for part in x_start.split(chunk):
-        with torch.no_grad():
-            z_start = encode(part)
-        results.append(gradient_ascent(z_start, lambda z: clip_to_unit(decode(z)), score, lr, max_steps,
-                                       desc=desc))
-    return _concat(results)
-
-
-# ------------------------------------------------------------------------------------ evaluation
-
-
-def target_agreement(oracle: Oracle, images: torch.Tensor, target: int) -> float:
-    """Share of images the oracle assigns to ``target``: the oracle's accuracy w.r.t. the target (Fig. 9 left).
-
-    NaN for no image (undefined; a run records it as such).
-    """
-    class_index(target)
-    if len(images) == 0:
-        return math.nan
-    return float((oracle.predict(flat_numpy(images)) == target).mean())
-
-
-def balanced_pool(labels: torch.Tensor, per_class: int, generator: torch.Generator) -> torch.Tensor:
-    """Indices of ``per_class`` random images of every class, so neighbours see an even class mix (App. B.11).
-
-    ``labels: (N,) -> (10 * per_class,)`` int64 on the CPU, sorted.
-    """
-    labels = labels.cpu()
-    picks = []
-    for digit in range(NUM_CLASSES):
-        members = (labels == digit).nonzero().squeeze(1)
-        if len(members) < per_class:
-            raise LatentcfError(f"class {digit} has {len(members)} images, fewer than {per_class}")
-        picks.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
-    return torch.cat(picks).sort().values
-
-
-def knn_target_fraction(queries: torch.Tensor, pool: torch.Tensor, pool_labels: torch.Tensor, target: int,
-                        k: int = 10, exclude: torch.Tensor | None = None) -> torch.Tensor:
-    """Share of each query's ``k`` nearest pool images (Euclidean) labelled ``target`` (Fig. 11 left).
-
-    Shapes: ``queries: (Q, ...)``, ``pool: (N, ...)``, ``pool_labels: (N,)``, ``exclude: (Q,)`` the
-    pool position of each query's own source image or ``-1`` (that image is not a neighbour) -> ``(Q,)``.
-    """
-    class_index(target)
-    distances = torch.cdist(queries.flatten(1).double(), pool.flatten(1).double())
-    if exclude is not None:
-        rows = (exclude >= 0).nonzero().squeeze(1)
-        distances[rows, exclude[rows]] = float("inf")
-    nearest = distances.topk(k, dim=1, largest=False).indices
-    return (pool_labels[nearest] == target).double().mean(1).float()
-
-
-def pool_positions(pool_index: torch.Tensor, source_index: torch.Tensor) -> torch.Tensor:
-    """Position of each source image in the pool, ``-1`` where it is not in it. ``(N,), (Q,) -> (Q,)``."""
-    match = pool_index[None, :] == source_index[:, None]
-    return torch.where(match.any(1), match.long().argmax(1), torch.full_like(source_index, -1))
-
-
-@torch.no_grad()
-def im1(images: torch.Tensor, autoencoder_target: nn.Module, autoencoder_source: nn.Module,
-        eps: float = IM1_EPS) -> torch.Tensor:
-    """IM1 (Eq. 24): ``|x - AE_t(x)| / (|x - AE_c0(x)| + eps)`` per image, plain L2 norms.
-
-    ``AE_t`` is trained on the target class only, ``AE_c0`` on the source class only; low means
-    that the image looks more like the target class. ``images: (B, 1, 28, 28) -> (B,)``.
-    """
-    error_target = (images - autoencoder_target(images)).flatten(1).norm(dim=1)
-    error_source = (images - autoencoder_source(images)).flatten(1).norm(dim=1)
-    return error_target / (error_source + eps)
-
-
-def l2_to_source(results: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
-    """``|x'_b - x_b|`` per pair (Tables 2 and 3, "source image"). ``(B, ...), (B, ...) -> (B,)``."""
-    return (results - sources).flatten(1).norm(dim=1)
-
-
-def l2_to_class(results: torch.Tensor, class_members: torch.Tensor) -> torch.Tensor:
-    """Mean distance of each result to all images of the source class (Tables 2 and 3, "source class").
-
-    ``results: (B, ...)``, ``class_members: (M, ...) -> (B,)``.
-    """
-    return torch.cdist(results.flatten(1).double(), class_members.flatten(1).double()).mean(1).float()
+# ------------------------------------------------------------------------------------ the flow's geometry
 
 
 def flow_latents(flow: MnistRealNVP, images: torch.Tensor, batch: int = 500) -> torch.Tensor:

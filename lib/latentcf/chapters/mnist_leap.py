@@ -6,7 +6,14 @@ https://github.com/caicairay/LeapFactual): a small CNN classifier ``f_theta``, a
 conditional VAE (the CGM baseline) and the CE-CFM velocity MLP conditioned on the classifier's
 probabilities. The four methods make counterfactuals (CEs) for random targets; they are scored by
 the classifier (ACC, AUC w.r.t. the target) and by how far their morphometrics move from the VAE
-reconstruction of the input (``D``). Used in ``notebooks/mnist_leap``.
+reconstruction of the input (``D``).
+
+What another chapter needs too lives in the layers below: the training of the classifier and the VAEs
+(:mod:`latentcf.models.mnist_training`), of the CE-CFM field (:func:`latentcf.methods.cfm.train_velocity`)
+and the methods (:func:`latentcf.methods.search.opt_counterfactuals`,
+:func:`latentcf.methods.cgm.cgm_counterfactuals`, :func:`latentcf.methods.leap.leap_counterfactuals`).
+This module holds the chapter's settings, data, Table 2 and the k-NN black box. Used in
+``notebooks/mnist_leap``.
 """
 
 from __future__ import annotations
@@ -14,33 +21,24 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from latentcf.core.batching import in_batches
-from latentcf.core.cache import cached_model
-from latentcf.core.errors import LatentcfError, check_targets, optional_import
-from latentcf.core.runtime import generator, seed_stream
+from latentcf.core.errors import LatentcfError, optional_import
 from latentcf.core.settings import stage_settings
-from latentcf.core.training import epoch_batches, fit, recalibrate_batch_norm
-from latentcf.data.mnist import MnistData, check_unit_images, load_morpho_plain, mnist_data, require_full_mnist
-from latentcf.methods.cfm import ConditionalVelocityMLP, cfm_loss, condition_vector, sample_source
-from latentcf.methods.leap import Solver, leapfactual
-from latentcf.methods.search import gradient_ascent
+from latentcf.data.mnist import MnistData, load_morpho_plain, mnist_data, require_full_mnist
+from latentcf.methods.cfm import ConditionalVelocityMLP, train_velocity
+from latentcf.methods.cgm import cgm_counterfactuals
+from latentcf.methods.leap import LeapCounterfactuals, Solver, leap_counterfactuals
+from latentcf.methods.search import opt_counterfactuals
 from latentcf.metrics import morpho
 from latentcf.metrics.classification import macro_auroc, target_accuracy
-from latentcf.models.mnist_nets import (
-    MORPHO_LATENT_DIM,
-    NUM_CLASSES,
-    MorphoClassifier,
-    MorphoVAE,
-    morpho_vae_loss,
-)
+from latentcf.models.mnist_nets import NUM_CLASSES, MorphoClassifier, MorphoVAE
+from latentcf.models.mnist_training import train_morpho_classifier, train_morpho_cvae, train_morpho_vae
 
 METHODS = ("opt", "cgm", "leap", "leap_r")
 METHOD_TITLES = {"opt": "Opt-based", "cgm": "CGM-based", "leap": "LeapFactual", "leap_r": "LeapFactual_R"}
@@ -192,110 +190,31 @@ class ChapterModels:
     info: dict[str, dict]
 
 
-def train_classifier(data: MnistData, settings: MnistLeapSettings, seed: int,
-                     device: torch.device) -> tuple[MorphoClassifier, dict]:
-    """The CNN ``f_theta``: cross-entropy, Adam lr 1e-2, 10 epochs of batch 256 (App. B.1.2); cached."""
-    batches = epoch_batches(len(data.train_x), settings.classifier_batch, settings.classifier_epochs,
-                            generator(seed, "classifier/batches"))
-
-    def train(classifier: MorphoClassifier) -> dict:
-        info = fit(classifier, lambda step: nn.functional.cross_entropy(
-            classifier(data.train_x[batches[step]]), data.train_y[batches[step]]),
-            len(batches), settings.classifier_lr, desc="classifier", precision=settings.classifier_precision)
-        recalibrate_batch_norm(classifier, lambda batch: classifier(data.train_x[batch]),
-                               torch.arange(len(data.train_x), device=device).split(settings.classifier_bn_batch))
-        return info
-
-    seed_stream(seed, "classifier/init")
-    return cached_model("morpho_classifier", stage_settings(settings, "data", "classifier", seed=seed),
-                        lambda: MorphoClassifier().to(device), train)
-
-
-def train_vae(data: MnistData, settings: MnistLeapSettings, seed: int,
-              device: torch.device) -> tuple[MorphoVAE, dict]:
-    """The VAE ``g_phi`` (App. B.1.2): MSE plus KLD / 4000, Adam lr 5e-3, 100 epochs of batch 256; cached."""
-    batches = epoch_batches(len(data.train_x), settings.vae_batch, settings.vae_epochs,
-                            generator(seed, "vae/batches"))
-    noise = generator(seed, "vae/noise", device)
-
-    def train(vae: MorphoVAE) -> dict:
-        info = fit(vae, lambda step: morpho_vae_loss(vae, data.train_x[batches[step]], noise),
-                   len(batches), settings.vae_lr, desc="VAE", precision=settings.vae_precision)
-        recalibrate_batch_norm(vae, lambda batch: morpho_vae_loss(vae, data.train_x[batch], noise),
-                               torch.arange(len(data.train_x), device=device).split(settings.vae_bn_batch))
-        return info
-
-    seed_stream(seed, "vae/init")
-    return cached_model("morpho_vae", stage_settings(settings, "data", "vae", seed=seed),
-                        lambda: MorphoVAE().to(device), train)
-
-
-def train_cvae(data: MnistData, settings: MnistLeapSettings, seed: int, device: torch.device, *,
-               classifier: MorphoClassifier) -> tuple[MorphoVAE, dict]:
-    """The conditional VAE of the CGM baseline, trained as the VAE under a condition; cached.
-
-    The condition is, as in the official code (``Morpho_MNIST/Experiment_MorphoMNIST.ipynb``), the
-    classifier's softmax probabilities of each training image (the paper says one-hot labels), so
-    the key of the cached model includes the classifier's settings.
-    """
-    conditions = predict_probabilities(classifier, data.train_x, settings.eval_batch)
-    batches = epoch_batches(len(data.train_x), settings.cvae_batch, settings.cvae_epochs,
-                            generator(seed, "cvae/batches"))
-    noise = generator(seed, "cvae/noise", device)
-
-    def train(cvae: MorphoVAE) -> dict:
-        info = fit(cvae, lambda step: morpho_vae_loss(cvae, data.train_x[batches[step]], noise,
-                                                      conditions[batches[step]]),
-                   len(batches), settings.cvae_lr, desc="conditional VAE", precision=settings.cvae_precision)
-        recalibrate_batch_norm(cvae, lambda batch: morpho_vae_loss(cvae, data.train_x[batch], noise, conditions[batch]),
-                               torch.arange(len(data.train_x), device=device).split(settings.cvae_bn_batch))
-        return info
-
-    seed_stream(seed, "cvae/init")
-    return cached_model("morpho_cvae", stage_settings(settings, "data", "classifier", "cvae", seed=seed),
-                        lambda: MorphoVAE(NUM_CLASSES).to(device), train)
-
-
-def _train_velocity(latents: torch.Tensor, conditions: torch.Tensor, settings: MnistLeapSettings, seed: int,
-                    device: torch.device, name: str, key: dict) -> tuple[ConditionalVelocityMLP, dict]:
-    """The CE-CFM field ``v_psi(t, z, c)`` on ``latents (N, 32)`` with ``conditions (N, 10)``; cached as ``name``.
-
-    The official MLP: three hidden layers of 64 SELU units; CE-CFM (Eq. 3) with ``sigma = 0`` and a
-    ``N(0, I)`` source; Adam lr 5e-3, batch 256, ``settings.flow_epochs`` passes. ``name`` also
-    names the random streams; ``key`` is the cache key (what produced the latents and conditions).
-    """
-    batches = epoch_batches(len(latents), settings.flow_batch, settings.flow_epochs, generator(seed, f"{name}/batches"))
-    noise = generator(seed, f"{name}/noise", device)
-
-    def loss(velocity: ConditionalVelocityMLP, step: int) -> torch.Tensor:
-        z1 = latents[batches[step]]
-        z0 = sample_source(len(z1), MORPHO_LATENT_DIM, noise, device=device)
-        return cfm_loss(velocity, z0, z1, conditions[batches[step]], generator=noise)
-
-    seed_stream(seed, f"{name}/init")
-    return cached_model(name, key, lambda: ConditionalVelocityMLP(MORPHO_LATENT_DIM, NUM_CLASSES).to(device),
-                        lambda velocity: fit(velocity, lambda step: loss(velocity, step), len(batches),
-                                             settings.flow_lr, desc=f"CE-CFM flow ({name})"))
-
-
 def train_flow(data: MnistData, settings: MnistLeapSettings, seed: int, device: torch.device, *,
                vae: MorphoVAE, classifier: MorphoClassifier) -> tuple[ConditionalVelocityMLP, dict]:
     """LeapFactual's CE-CFM field on the VAE means of the training images, conditioned on ``softmax f(x)``; cached.
 
     Shapes: latents ``(N, 32)``, conditions ``(N, 10)``, as in the official code (the classifier's
-    probabilities, not the labels).
+    probabilities, not the labels). Trained by :func:`latentcf.methods.cfm.train_velocity` as ``morpho_flow``
+    under the data, classifier, VAE and flow settings.
     """
     latents = encode_latents(vae, data.train_x, settings.eval_batch)
     conditions = predict_probabilities(classifier, data.train_x, settings.eval_batch)
-    key = stage_settings(settings, "data", "classifier", "vae", "flow", seed=seed)
-    return _train_velocity(latents, conditions, settings, seed, device, "morpho_flow", key)
+    return train_velocity(latents, conditions, epochs=settings.flow_epochs, batch=settings.flow_batch,
+                          lr=settings.flow_lr, seed=seed, device=device, name="morpho_flow",
+                          key=stage_settings(settings, "data", "classifier", "vae", "flow", seed=seed))
 
 
 def train_models(data: MnistData, settings: MnistLeapSettings, seed: int, device: torch.device) -> ChapterModels:
-    """Train (or load) classifier, VAE, conditional VAE and CE-CFM field of one run."""
-    classifier, classifier_info = train_classifier(data, settings, seed, device)
-    vae, vae_info = train_vae(data, settings, seed, device)
-    cvae, cvae_info = train_cvae(data, settings, seed, device, classifier=classifier)
+    """Train (or load) classifier, VAE, conditional VAE and CE-CFM field of one run.
+
+    The first three by :mod:`latentcf.models.mnist_training`; the conditional VAE is conditioned on the
+    classifier's probabilities of the training images.
+    """
+    classifier, classifier_info = train_morpho_classifier(data.train_x, data.train_y, settings, seed, device)
+    vae, vae_info = train_morpho_vae(data.train_x, settings, seed, device)
+    conditions = predict_probabilities(classifier, data.train_x, settings.eval_batch)
+    cvae, cvae_info = train_morpho_cvae(data.train_x, conditions, settings, seed, device)
     velocity, velocity_info = train_flow(data, settings, seed, device, vae=vae, classifier=classifier)
     return ChapterModels(classifier, vae, cvae, velocity,
                          {"classifier": classifier_info, "vae": vae_info, "cvae": cvae_info, "flow": velocity_info})
@@ -325,89 +244,6 @@ def classifier_accuracy(classifier: MorphoClassifier, x: torch.Tensor, labels: t
 
 # The four methods ---------------------------------------------------------------------------------
 
-def opt_counterfactuals(vae: MorphoVAE, classifier: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                        target: torch.Tensor, settings: MnistLeapSettings) -> torch.Tensor:
-    """The Opt-based baseline (paper Eq. 1): a gradient search in the latent, then decode.
-
-    Shapes: ``x: (B, 1, 28, 28)``, ``target: (B,)`` ``-> x_cf: (B, 1, 28, 28)``.
-
-    As in ``Morpho_MNIST/Experiment_MorphoMNIST.ipynb``: starting at ``z = mu(x)``,
-    ``settings.search_steps`` AdamW steps (lr 0.2, weight decay 0.01) on
-    ``MSE(softmax f(g(z)), onehot(target)) + lambda * L1(g(z), x)`` with ``lambda = 6e-4``, no early
-    stop, all images at once (each image's update is the one it would get alone). ``classifier``
-    must return differentiable torch probabilities; a black-box classifier raises
-    :class:`LatentcfError`, since this method needs its gradient.
-    """
-    check_unit_images(x)
-    check_targets(target, NUM_CLASSES, len(x))
-    one_hot = condition_vector(target, NUM_CLASSES, dtype=x.dtype, device=x.device)
-    _require_gradients(classifier, x[:1])
-
-    def score(x_decoded: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        probability_error = (classifier(x_decoded) - one_hot[idx]).pow(2).mean(dim=1)
-        distance = (x_decoded - x[idx]).abs().mean(dim=(1, 2, 3))
-        loss = probability_error + settings.search_distance_weight * distance
-        return loss, torch.zeros(len(idx), dtype=torch.bool, device=x.device)
-
-    z_start = encode_latents(vae, x, settings.eval_batch)
-    result = gradient_ascent(z_start, vae.decode, score, settings.search_lr, settings.search_steps,
-                             desc="Opt-based", weight_decay=settings.search_weight_decay)
-    return result.x.detach()
-
-
-def _require_gradients(classifier: Callable, x: torch.Tensor) -> None:
-    """Raise :class:`LatentcfError` unless ``classifier`` gives probabilities with a gradient w.r.t. its input."""
-    probe = x.detach().clone().requires_grad_(True)
-    output = classifier(probe)
-    if not (isinstance(output, torch.Tensor) and output.requires_grad):
-        raise LatentcfError("the Opt-based method follows the classifier's gradient, but this classifier returns "
-                            f"{type(output).__name__} without one (a black box); use LeapFactual, which needs none")
-
-
-@torch.no_grad()
-def cgm_counterfactuals(cvae: MorphoVAE, classifier: MorphoClassifier, x: torch.Tensor,
-                        target: torch.Tensor) -> torch.Tensor:
-    """The CGM baseline: encode under the classifier's probabilities, decode under the one-hot target.
-
-    Shapes: ``x: (B, 1, 28, 28)``, ``target: (B,)`` ``-> x_cf: (B, 1, 28, 28)``. As in
-    ``Morpho_MNIST/Experiment_MorphoMNIST.ipynb``.
-    """
-    check_unit_images(x)
-    check_targets(target, NUM_CLASSES, len(x))
-    z = cvae.encode(x, classifier.probabilities(x))
-    return cvae.decode(z, condition_vector(target, NUM_CLASSES, dtype=x.dtype, device=x.device))
-
-
-@dataclass(frozen=True)
-class LeapCounterfactuals:
-    """LeapFactual's counterfactuals and reliable counterfactuals. Shapes: each ``(B, 1, 28, 28)``."""
-
-    x_cf: torch.Tensor
-    x_rcf: torch.Tensor
-
-
-@torch.no_grad()
-def leap_counterfactuals(velocity: ConditionalVelocityMLP, vae: MorphoVAE,
-                         classifier: Callable[[torch.Tensor], torch.Tensor | np.ndarray], x: torch.Tensor,
-                         target: torch.Tensor, settings: MnistLeapSettings) -> LeapCounterfactuals:
-    """LeapFactual (``N_b`` blending leaps) and LeapFactual_R (then ``N_i`` injection leaps), Algorithm 2.
-
-    Shapes: ``x: (B, 1, 28, 28)``, ``target: (B,)``. ``classifier`` is any callable from images to
-    probabilities (torch or NumPy); it is never differentiated. The current label is the
-    classifier's soft output on the decoded latent, recomputed before every leap, as in
-    ``Morpho_MNIST/Experiment_MorphoMNIST.ipynb``.
-    """
-    check_unit_images(x)
-    check_targets(target, NUM_CLASSES, len(x))
-    z = vae.encode(x)
-    blended = leapfactual(velocity, vae, classifier, z, target, n_blend=settings.leap_n_blend,
-                          gamma_blend=settings.leap_gamma_blend, solver=solver(settings))
-    injected = leapfactual(velocity, vae, classifier, blended.z_cf, target, n_blend=0,
-                           n_inject=settings.leap_n_inject, gamma_inject_lift=0.0,
-                           gamma_inject_land=settings.leap_gamma_inject, solver=solver(settings))
-    return LeapCounterfactuals(blended.x_cf, injected.x_cf)
-
-
 METHOD_SECONDS = {"opt": "seconds_search_opt", "cgm": "seconds_cvae_cgm", "leap": "seconds_leap"}
 """The timing key of each method's CEs (LeapFactual's covers LeapFactual_R as well, made in the same pass)."""
 
@@ -423,15 +259,20 @@ def all_counterfactuals(models: ChapterModels, x: torch.Tensor, target: torch.Te
     chunks = list(zip(x.split(settings.eval_batch), target.split(settings.eval_batch)))
     for x_chunk, target_chunk in tqdm(chunks, desc="counterfactuals", unit="batch"):
         started = time.perf_counter()
-        parts["opt"].append(opt_counterfactuals(models.vae, models.classifier.probabilities, x_chunk,
-                                                target_chunk, settings))
+        parts["opt"].append(opt_counterfactuals(
+            models.vae.encode, models.vae.decode, models.classifier.probabilities, x_chunk, target_chunk,
+            steps=settings.search_steps, lr=settings.search_lr, distance_weight=settings.search_distance_weight,
+            weight_decay=settings.search_weight_decay))
         seconds[METHOD_SECONDS["opt"]] += time.perf_counter() - started
         started = time.perf_counter()
-        parts["cgm"].append(cgm_counterfactuals(models.cvae, models.classifier, x_chunk, target_chunk))
+        parts["cgm"].append(cgm_counterfactuals(models.cvae, models.classifier.probabilities, x_chunk, target_chunk,
+                                                NUM_CLASSES))
         seconds[METHOD_SECONDS["cgm"]] += time.perf_counter() - started
         started = time.perf_counter()
-        leap_ces = leap_counterfactuals(models.velocity, models.vae, models.classifier.probabilities, x_chunk,
-                                        target_chunk, settings)
+        leap_ces = leap_counterfactuals(
+            models.velocity, models.vae, models.classifier.probabilities, x_chunk, target_chunk,
+            n_blend=settings.leap_n_blend, gamma_blend=settings.leap_gamma_blend, n_inject=settings.leap_n_inject,
+            gamma_inject=settings.leap_gamma_inject, solver=solver(settings))
         parts["leap"].append(leap_ces.x_cf)
         parts["leap_r"].append(leap_ces.x_rcf)
         seconds[METHOD_SECONDS["leap"]] += time.perf_counter() - started
@@ -509,8 +350,9 @@ def train_knn_flow(data: MnistData, settings: MnistLeapSettings, seed: int, devi
     """
     latents = encode_latents(vae, data.train_x, settings.eval_batch)
     votes = torch.from_numpy(np.concatenate([knn(chunk) for chunk in data.train_x.split(settings.eval_batch)]))
-    key = stage_settings(settings, "data", "vae", "knn", "flow", seed=seed)
-    return _train_velocity(latents, votes.to(device), settings, seed, device, "morpho_flow_knn", key)
+    return train_velocity(latents, votes.to(device), epochs=settings.flow_epochs, batch=settings.flow_batch,
+                          lr=settings.flow_lr, seed=seed, device=device, name="morpho_flow_knn",
+                          key=stage_settings(settings, "data", "vae", "knn", "flow", seed=seed))
 
 
 def blackbox_leap_accuracy(knn: KnnClassifier, velocity: ConditionalVelocityMLP, vae: MorphoVAE, data: MnistData,
@@ -522,7 +364,9 @@ def blackbox_leap_accuracy(knn: KnnClassifier, velocity: ConditionalVelocityMLP,
     k-NN's own verdicts on the CEs w.r.t. random targets (one per test image).
     """
     target = random_targets(len(data.test_x), generator).to(data.test_x.device)
-    parts = [leap_counterfactuals(velocity, vae, knn, x_chunk, target_chunk, settings)
+    parts = [leap_counterfactuals(velocity, vae, knn, x_chunk, target_chunk, n_blend=settings.leap_n_blend,
+                                  gamma_blend=settings.leap_gamma_blend, n_inject=settings.leap_n_inject,
+                                  gamma_inject=settings.leap_gamma_inject, solver=solver(settings))
              for x_chunk, target_chunk in tqdm(list(zip(data.test_x.split(settings.eval_batch),
                                                         target.split(settings.eval_batch))),
                                                desc="LeapFactual on k-NN", unit="batch")]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from latentcf.chapters import galaxy_leap, helix, mnist_diffeo, mnist_leap, square
+from latentcf.chapters import galaxy_leap, helix, mnist_compare, mnist_diffeo, mnist_leap, square
 from latentcf.core.errors import LatentcfError
 from latentcf.core.results import SCALES, Run, check_scale, open_run
 from latentcf.core.runtime import run_options
@@ -46,6 +46,8 @@ CHAPTERS: dict[str, Chapter] = {
         Chapter("mnist_diffeo", "Diffeomorphic counterfactuals on MNIST", mnist_diffeo, ("mnist",)),
         Chapter("square", "LeapFactual on the square toy", square),
         Chapter("mnist_leap", "LeapFactual on Morpho-MNIST", mnist_leap, ("mnist",)),
+        Chapter("mnist_compare", "Diffeomorphic counterfactuals and LeapFactual head to head", mnist_compare,
+                ("mnist",)),
         Chapter("galaxy_leap", "Reliable counterfactuals as training data on Galaxy10", galaxy_leap, ("galaxy10",)),
     )
 }

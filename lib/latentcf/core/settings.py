@@ -18,6 +18,7 @@ STAGES = {
     "classifier": "the classifier to explain (and, in Galaxy10, the retrained ones)",
     "knn": "the k-nearest-neighbour classifier, the black box without gradients",
     "flow": "a flow: a RealNVP on the data or a CE-CFM velocity field on latents",
+    "realnvp": "a RealNVP in a chapter whose 'flow' is a CE-CFM velocity field (the head-to-head MNIST chapter)",
     "vae": "a variational autoencoder",
     "cvae": "a conditional variational autoencoder (the CGM baseline)",
     "wae": "the Wasserstein autoencoder with its perceptual and adversarial losses",

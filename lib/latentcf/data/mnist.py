@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from latentcf.core.errors import LatentcfError, optional_import
+from latentcf.core.errors import check_unit_images as check_unit_images  # moved to core; still importable here
 from latentcf.core.paths import cache_dir, file_digest
 from latentcf.core.runtime import run_options
 from latentcf.data.dry_run import fabricated_folder, first_per_class, is_fabricated, skip_checksum
@@ -184,19 +185,6 @@ def unit_images(images: torch.Tensor) -> torch.Tensor:
     The input of every MNIST model in the book, as the official loaders of both papers give it.
     """
     return images.float().div(255.0).unsqueeze(1)
-
-
-def check_unit_images(images: torch.Tensor) -> None:
-    """Refuse anything but a float batch ``(B, 1, 28, 28)`` with values in ``[0, 1]`` (:class:`LatentcfError`)."""
-    if not isinstance(images, torch.Tensor) or not images.is_floating_point():
-        raise LatentcfError(f"expected a float tensor of images, got {type(images).__name__} "
-                            f"{getattr(images, 'dtype', '')}")
-    if images.ndim != 4 or tuple(images.shape[1:]) != (1, 28, 28) or len(images) == 0:
-        raise LatentcfError(f"expected images of shape (B, 1, 28, 28) with B >= 1, got {tuple(images.shape)}")
-    low, high = images.min().item(), images.max().item()
-    if low < 0.0 or high > 1.0:
-        raise LatentcfError(f"expected pixel values in [0, 1], got values in [{low:.3g}, {high:.3g}]; "
-                            f"divide uint8 images by 255")
 
 
 def to_morpho_plain(images: np.ndarray | torch.Tensor, *, threshold: float = morpho.THRESHOLD,

@@ -1,2 +1,3 @@
-"""Counterfactual methods: batched gradient ascent (``search``), the CE-CFM loss (``cfm``), LEAP and
-LeapFactual (``leap``) and the Jacobian geometry of a generator (``geometry``)."""
+"""Counterfactual methods: batched gradient ascent and the searches built on it (``search``), the CE-CFM loss
+and field (``cfm``), LEAP and LeapFactual (``leap``), the CGM baseline (``cgm``) and the Jacobian geometry of a
+generator (``geometry``)."""
