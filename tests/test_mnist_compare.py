@@ -2,6 +2,7 @@
 is true, and its relations can fail."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -170,3 +171,17 @@ def test_a_tuning_task_draws_training_digits_and_a_bad_split_is_refused():
     assert len(mnist_compare.random_target_task(data, 30, torch.Generator().manual_seed(0), split="train").x) == 30
     with pytest.raises(LatentcfError, match="split"):
         mnist_compare.random_target_task(data, 3, torch.Generator().manual_seed(0), split="validation")
+
+
+def test_the_auroc_of_targets_that_miss_a_class_is_undefined_in_a_dry_run_and_an_error_otherwise(monkeypatch):
+    probabilities = torch.softmax(torch.randn(4, NUM_CLASSES), 1)
+    target = torch.tensor([0, 1, 2, 3])
+    with pytest.raises(ValueError, match="no positives"):
+        mnist_compare.target_auroc(probabilities, target)
+    monkeypatch.setenv("LATENTCF_RUN_OPTIONS", '{"dry_run": true}')
+    assert math.isnan(mnist_compare.target_auroc(probabilities, target))
+
+
+def test_best_methods_can_be_restricted_to_some_methods():
+    mean = {f"l2_{m}": float(i) for i, m in enumerate(mnist_compare.METHODS)}
+    assert mnist_compare.best_methods(mean, "l2", among=("leap", "leap_r")) == ["leap"]

@@ -65,7 +65,8 @@ def missing_metrics(document: dict[str, Any]) -> list[str]:
 
 
 def undefined_metrics(document: dict[str, Any]) -> list[str]:
-    """Named metrics that a dry run recorded as undefined (``null``): statistics over an empty set of successes."""
+    """Named metrics that a dry run recorded as undefined (``null``): statistics over an empty set of successes, or
+    over random targets that miss a class (a macro AUROC)."""
     return sorted(name for name in named_metrics(document["chapter"])
                   if name in document["metrics"] and document["metrics"][name] is None)
 
@@ -167,7 +168,8 @@ def reproduce(names: list[str], scale: str, device: str, seed: int, check: bool,
             if options.dry_run:
                 missing[chapter.name] = missing_metrics(document)
                 if undefined := undefined_metrics(document):
-                    tqdm.write(f"dry run of {chapter.name}: undefined after two training steps: {', '.join(undefined)}")
+                    tqdm.write(f"dry run of {chapter.name}: undefined (two training steps, few items): "
+                               f"{', '.join(undefined)}")
             elif check:
                 verdicts += check_document(document)
     if any(missing.values()):

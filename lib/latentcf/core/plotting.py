@@ -205,23 +205,25 @@ def image_grid(rows: dict[str, torch.Tensor | np.ndarray], column_titles: Sequen
 
 
 def labelled_scatter_panels(points: dict[str, dict[str, float]], y: tuple[str, str],
-                            panels: Sequence[tuple[str, str]], colors: dict[str, str], height: int = 420) -> go.Figure:
-    """Side-by-side 2-D scatter panels, one labelled point per entry of ``points``, every value in the hover text.
+                            panels: Sequence[tuple[str, str]], colors: dict[str, str], height: int = 460) -> go.Figure:
+    """Side-by-side 2-D scatter panels, one point per entry of ``points``, every value in the hover text.
 
     ``points``: ``{label: {column: value}}``; ``y`` and each of ``panels`` are ``(column, axis title)``: every
-    panel plots ``y`` against its own column (a Pareto view: one quality against several costs).
+    panel plots ``y`` against its own column (a Pareto view: one quality against several costs). The legend,
+    below the panels, names the points.
     """
-    figure = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.04)
+    figure = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, horizontal_spacing=0.03)
     for label, values in points.items():
         hover = "<br>".join(f"{column}: {value:.4g}" for column, value in values.items())
         for col, (x_column, _) in enumerate(panels, start=1):
-            figure.add_trace(go.Scatter(x=[values[x_column]], y=[values[y[0]]], mode="markers+text", text=[label],
-                                        textposition="top center", name=label, legendgroup=label,
-                                        showlegend=col == 1, marker={"size": 11, "color": colors[label]},
+            figure.add_trace(go.Scatter(x=[values[x_column]], y=[values[y[0]]], mode="markers", name=label,
+                                        legendgroup=label, showlegend=col == 1,
+                                        marker={"size": 12, "color": colors[label], "line": {"width": 1}},
                                         hovertext=f"<b>{label}</b><br>{hover}", hoverinfo="text"),
                              row=1, col=col)
     for col, (_, title) in enumerate(panels, start=1):
         figure.update_xaxes(title_text=title, row=1, col=col)
     figure.update_yaxes(title_text=y[1], row=1, col=1)
-    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10})
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 20, "b": 10},
+                         legend={"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0})
     return figure
