@@ -92,6 +92,32 @@ def test_classifier_streams_name_the_classifier_and_the_table3_run():
     assert len(streams) == 16
 
 
+class _KeyRecorded(Exception):
+    pass
+
+
+def test_every_trained_model_is_cached_under_the_identity_of_its_images(monkeypatch):
+    keys = []
+
+    def record_key(name, key, build, train):
+        keys.append(key)
+        raise _KeyRecorded
+
+    monkeypatch.setattr(galaxy_leap, "cached_model", record_key)
+    data = galaxy_leap.load_data(TINY, "cpu")
+    for version in (galaxy10.RENDERER_VERSION, galaxy10.RENDERER_VERSION + 1):
+        monkeypatch.setattr(galaxy10, "RENDERER_VERSION", version)
+        for train in (lambda: galaxy_leap.train_wae(data, TINY, 0, torch.device("cpu")),
+                      lambda: galaxy_leap.train_classifier(data, TINY, 0, torch.device("cpu"), indices=data.weak,
+                                                           name="weak")):
+            with pytest.raises(_KeyRecorded):
+                train()
+    wae_key, classifier_key, new_wae_key, new_classifier_key = keys
+    assert wae_key != new_wae_key and classifier_key != new_classifier_key
+    assert new_wae_key == {**wae_key, "images": new_wae_key["images"]}
+    assert galaxy10.SHA256 in galaxy_leap.data_identity(galaxy_leap.PAPER)
+
+
 def test_leaps_refuse_targets_outside_the_ten_classes():
     with pytest.raises(LatentcfError, match="unknown target"):
         galaxy_leap.leap_checkpoints(None, torch.zeros(2, galaxy_leap.LATENT_DIM), torch.tensor([3, 10]),
@@ -132,5 +158,5 @@ def test_the_pipeline_runs_end_to_end_on_a_tiny_synthetic_set(monkeypatch):
                                    provenance=galaxy_leap.counterfactual_key(models, TINY, 0))
     expected = {f"{score}_{column}" for score in ("acc", "auc")
                 for column in ("weak", "strong",
-                               *(f"{k}_{p}" for k in galaxy_leap.CE_KINDS for p in galaxy_leap.CE_FRACTIONS))}
+                               *(f"{k}_{p}" for k in galaxy_leap.CE_KINDS for p in TINY.table3_fractions))}
     assert set(mean) == expected == set(sem)

@@ -656,7 +656,7 @@ def galaxy_classifier_images(settings: galaxy_leap.GalaxyLeapSettings) -> list[i
     Table 3 run (run 0 reuses those two) the weak set plus each share of CEs and of reliable CEs."""
     sizes = galaxy_sizes(settings)
     extra = [sizes.weak + round(sizes.counterfactuals * percent / 100)
-             for _ in galaxy_leap.CE_KINDS for percent in galaxy_leap.CE_FRACTIONS]
+             for _ in galaxy_leap.CE_KINDS for percent in settings.table3_fractions]
     return [sizes.weak, sizes.train] + [n for run in range(settings.table3_runs)
                                         for n in ([sizes.weak, sizes.train] if run else []) + extra]
 
@@ -820,7 +820,7 @@ def galaxy_leap_work(settings: galaxy_leap.GalaxyLeapSettings) -> list[Stage]:
         return batched_rate(make_run, counterfactual_batch, probe)
 
     classifier_images = galaxy_classifier_images(settings)
-    tested = 2 + settings.table3_runs * (2 + len(galaxy_leap.CE_KINDS) * len(galaxy_leap.CE_FRACTIONS))
+    tested = 2 + settings.table3_runs * (2 + len(galaxy_leap.CE_KINDS) * len(settings.table3_fractions))
     stages = [Stage("JPEG copy of the data set", IMAGES, sizes.images, jpeg)] if settings.data_jpeg_quality else []
     return stages + [
         Stage("WAE-MMD with perceptual loss and PatchGAN", TRAINING_STEPS,

@@ -65,8 +65,6 @@ from latentcf.models.wae import (
 NUM_CLASSES = galaxy10.NUM_CLASSES
 LATENT_DIM = 64
 DATASETS = ("galaxy10-decals", "galaxy10-synthetic")
-CE_FRACTIONS = (10, 50, 100)
-"""Percent of the counterfactual set added to the weak set in Table 3."""
 CE_KINDS = {"ce": "CEs", "rce": "reliable CEs"}
 SUBSET_SEED = 0
 """The seed of the one permutation that picks Table 3's counterfactual subsets, the same in every run and
@@ -82,16 +80,17 @@ class GalaxyLeapSettings:
     ``data_image_size`` it is resized to, the weak subset (``data_weak_per_class`` per class), and the JPEG quality
     at which the data set and the CE sets are stored (``data_jpeg_quality``; 0: not stored as JPEG). ``wae_*``:
     the WAE-MMD (channel widths, bottleneck) and its training (epochs, batch, AdamW lr and weight decay, lr
-    factor per epoch, gradient clip; the perceptual loss's VGG width and weight; the PatchGAN's base width and
-    lr, the share of epochs its weight is ramped over and its final weight; its training precision, ``"bf16"``
-    autocast or ``"fp32"``). ``classifier_*``: the VGG16-BN classifiers (width factor, hidden units, ImageNet
+    factor per epoch, gradient clip; the perceptual loss's VGG width and weight; the MMD weight; the PatchGAN's
+    base width and lr, the share of epochs its weight is ramped over and its final weight; its training precision,
+    ``"bf16"`` autocast or ``"fp32"``). ``classifier_*``: the VGG16-BN classifiers (width factor, hidden units, ImageNet
     weights and input preset) and their training (epochs, at least ``classifier_min_steps`` steps, batch, AdamW
     lr and weight decay, lr factor per epoch, clip, precision). ``flow_*``: the CE-CFM MLP (width, hidden
     layers) and its training (Adam, lr x0.1 from ``flow_lr_drop_epoch``). ``leap_*``: LeapFactual (``N_b``
     blending leaps at ``gamma_blend``, ``N_i`` injection leaps at ``gamma_inject_lift`` / ``gamma_inject_land``,
     the ODE solver), its sweeps (Tables 5, 6 and Figure 9 on the first ``leap_gamma_sweep_sources`` weak-set
     images) and how many sources are leapt together. ``table3_runs``: how many times the classifiers of Table 3
-    are retrained, each run under its own random streams. ``eval_batch``: the chunk size of every evaluation.
+    are retrained, each run under its own random streams, and ``table3_fractions`` the percentages of the
+    counterfactual sets they are retrained with. ``eval_batch``: the chunk size of every evaluation.
     """
 
     scale: str
@@ -112,6 +111,7 @@ class GalaxyLeapSettings:
     wae_clip: float
     wae_perceptual_width: float
     wae_perceptual_weight: float
+    wae_mmd_weight: float
     wae_discriminator_base: int
     wae_discriminator_lr: float
     wae_gan_ramp: float
@@ -151,6 +151,7 @@ class GalaxyLeapSettings:
     leap_gamma_sweep_sources: int
     leap_sources_per_batch: int
     table3_runs: int
+    table3_fractions: tuple[int, ...]
     eval_batch: int
 
 
@@ -163,11 +164,11 @@ PAPER = GalaxyLeapSettings(
     # Pillow's default quality 75, which every later stage reads back.
     data_jpeg_quality=75,
     # galaxy10_vae.yaml and wae_mmd.py: widths 16..256, 300 epochs, AdamW 3e-4 with weight decay 1e-3, x0.99 per
-    # epoch, clip 0.1; perceptual weight 10 on ImageNet VGG16 features; PatchGAN base 64 with AdamW 5e-5, its weight
-    # ramped over 30% of the epochs.
+    # epoch, clip 0.1; perceptual weight 10 on ImageNet VGG16 features; MMD weight 10; PatchGAN base 64 with AdamW
+    # 5e-5, its weight ramped over 30% of the epochs.
     wae_widths=(16, 32, 64, 128, 256), wae_bottleneck=512, wae_epochs=300, wae_batch=128, wae_lr=3e-4,
     wae_weight_decay=1e-3, wae_lr_decay=0.99, wae_clip=0.1, wae_perceptual_width=1.0, wae_perceptual_weight=10.0,
-    wae_discriminator_base=64, wae_discriminator_lr=5e-5, wae_gan_ramp=0.3, wae_gan_weight=1.0,
+    wae_mmd_weight=10.0, wae_discriminator_base=64, wae_discriminator_lr=5e-5, wae_gan_ramp=0.3, wae_gan_weight=1.0,
     # galaxy10_vgg_{20,100}.yaml and wraped_vgg.py: ImageNet VGG16-BN at width 1 with the ImageNet input preset,
     # AdamW 1e-4, weight decay 0.01, x0.875 per epoch, clip 10, 50 epochs of 256.
     classifier_width=1.0, classifier_hidden=4096, classifier_imagenet=True, classifier_epochs=50,
@@ -186,6 +187,8 @@ PAPER = GalaxyLeapSettings(
     leap_gamma_sweep_inject=(10, 20, 30, 40, 50), leap_gamma_sweep_sources=320, leap_sources_per_batch=128,
     # The paper's 5 runs of Table 3.
     table3_runs=5,
+    # Table 3 adds 10, 50 and 100% of the counterfactual set to the weak set.
+    table3_fractions=(10, 50, 100),
     eval_batch=256,
 )
 SMOKE = dataclasses.replace(
@@ -206,27 +209,31 @@ SMOKE = dataclasses.replace(
     wae_perceptual_width=1 / 16,  # a narrow random-feature perceptual loss: no ImageNet weights at this width
     wae_discriminator_base=8,  # a PatchGAN as narrow as the WAE
     wae_gan_weight=0.01,  # at weight 1 the GAN term wiped out the first epochs: reconstructions collapsed to one image
-    classifier_width=1 / 16,  # a narrow VGG16-BN on a CPU, so no ImageNet weights fit
-    classifier_hidden=128,  # the classifier head, as narrow as the width-1/16 features
-    classifier_imagenet=False,  # no ImageNet weights (or input preset) at width 1/16
-    classifier_epochs=12,  # CPU time
-    classifier_min_steps=200,  # the weak set has few batches per epoch: 15 epochs of 150 images left it at 21%
+    wae_mmd_weight=0.1,  # in 430 steps: the strong classifier got 33% of reconstructions right at weight 10, 72% at 0.1
+    classifier_width=1 / 8,  # a narrow VGG16-BN on a CPU, so no ImageNet weights fit; width 1/16 underfitted
+    classifier_hidden=128,  # the classifier head, as narrow as the features
+    classifier_imagenet=False,  # no ImageNet weights (or input preset) at width 1/8
+    classifier_epochs=30,  # CPU time; 20 epochs left the strong classifier unable to tell tight from loose spirals
+    classifier_min_steps=1000,  # the weak set has 5 batches per epoch: 200 steps left it at 59% on its own images
+    classifier_lr_decay=0.99,  # x0.875 (or x0.97) per 5-batch epoch of the weak set all but stopped its learning
     classifier_batch=64,  # more steps on the small weak set
     classifier_lr=1e-3,  # from random initialisation in few steps
-    flow_epochs=100,  # CPU time; the 300 weak-set latents are learnt in fewer epochs
+    flow_epochs=300,  # CPU time: 1,500 steps on the 300 weak-set latents
     flow_batch=64,  # more steps per epoch on 300 latents
-    flow_lr_drop_epoch=80,  # the official drop at 80% of the epochs
-    leap_n_blend=15,  # CPU time: decoding and classifying after every leap dominate
+    flow_lr_drop_epoch=240,  # the official drop at 80% of the epochs
+    leap_n_blend=20,  # CPU time: decoding and classifying after every leap dominate
+    leap_gamma_blend=0.2,  # 20 leaps, not 250: at 0.1 they would cover 1 - 0.9^20 = 88% of the way, at 0.2 99%
     leap_n_inject=35,  # the largest N_i of Table 6's sweep, which the smoke scale keeps whole
     leap_solver="rk4",  # fixed steps: the official 15-point dopri5 takes at least 84 field evaluations
     leap_solver_steps=4,  # 4 RK4 steps, 16 field evaluations per ODE solve
-    leap_blend_sweep=(5, 10, 15, 20),  # around the smoke N_b of 15
+    leap_blend_sweep=(10, 15, 20, 25),  # around the smoke N_b of 20
     leap_gamma_lift_sweep=(0.9, 1.0, 1.05),  # three points of Figure 9's left panel, for CPU time
     leap_gamma_land_sweep=(1.0125, 1.025, 1.05),  # three points of Figure 9's right panel, for CPU time
     leap_gamma_sweep_inject=(10, 20),  # up to the smoke sweep's N_i, for CPU time
     leap_gamma_sweep_sources=10,  # 90 CEs per step size, for CPU time
     leap_sources_per_batch=256,  # the 300-image weak set in two chunks of leaps
-    table3_runs=2,  # the fewest runs that give a standard error, for CPU time
+    table3_runs=3,  # enough for a standard error; 2 minutes a run
+    table3_fractions=(100,),  # Table 3's headline column only: each share costs two more classifiers a run
     eval_batch=128,  # a large batch is slower on a CPU
     wae_precision="fp32",  # bf16 autocast is slower than float32 on a CPU (2.4 times on a small network here)
     classifier_precision="fp32",  # the same
@@ -332,6 +339,14 @@ def load_data(settings: GalaxyLeapSettings, device: torch.device | str) -> Galax
     return GalaxyData(source, source.labels, train, test, weak, settings.data_crop, settings.data_image_size,
                       f"{description}; centre crop {settings.data_crop}, resized to {settings.data_image_size}; "
                       f"train {len(train)}, test {len(test)}, weak set {len(weak)}")
+
+
+def data_identity(settings: GalaxyLeapSettings) -> str:
+    """What the images are, beyond the settings, for the cache keys of everything trained on them: the real
+    file's SHA256, or the version of the synthetic renderer (a new renderer retrains every model)."""
+    if settings.data_dataset == "galaxy10-decals":
+        return f"galaxy10-decals sha256 {galaxy10.SHA256}"
+    return f"galaxy10-synthetic renderer {galaxy10.RENDERER_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -460,7 +475,8 @@ def train_wae(data: GalaxyData, settings: GalaxyLeapSettings, seed: int,
             discriminator_losses.append(discriminator_step(discriminator, optimizer, x, x_rec, settings.wae_clip))
             schedule.step()
             prior = torch.randn(z.shape, generator=noise, device=device)
-            return (F.mse_loss(x_rec, x) + settings.wae_perceptual_weight * perceptual(x_rec, x) + imq_mmd(z, prior)
+            return (F.mse_loss(x_rec, x) + settings.wae_perceptual_weight * perceptual(x_rec, x)
+                    + imq_mmd(z, prior, weight=settings.wae_mmd_weight)
                     + settings.wae_gan_weight * gan_weight(step // steps_per_epoch, ramp_epochs)
                     * lsgan_generator_loss(discriminator(x_rec)))
 
@@ -471,7 +487,8 @@ def train_wae(data: GalaxyData, settings: GalaxyLeapSettings, seed: int,
                                list(torch.arange(len(data.train)).split(settings.eval_batch)))
         return {**info, "discriminator_loss": torch.stack(discriminator_losses).cpu().tolist()}
 
-    key = stage_settings(settings, "data", "wae", seed=seed, imagenet_perceptual=perceptual_weights is not None,
+    key = stage_settings(settings, "data", "wae", seed=seed, images=data_identity(settings),
+                         imagenet_perceptual=perceptual_weights is not None,
                          batch_norm="recalibrated after training")
 
     def build() -> ResidualWAE:
@@ -557,7 +574,8 @@ def train_classifier(data: GalaxyData, settings: GalaxyLeapSettings, seed: int, 
         seed_stream(seed, classifier_stream(name, run, "init"))
         return build_classifier(settings).to(device)
 
-    key = stage_settings(settings, "data", "classifier", seed=seed, run=run, trained_on=name,
+    key = stage_settings(settings, "data", "classifier", seed=seed, images=data_identity(settings), run=run,
+                         trained_on=name,
                          imagenet=weights is not None, extra=None if extra is None else extra.provenance,
                          batch_norm="recalibrated after training")
     classifier, info = cached_model("galaxy_vgg", key, build, train)
@@ -612,7 +630,8 @@ def train_velocity(data: GalaxyData, settings: GalaxyLeapSettings, seed: int, de
         seed_stream(seed, "flow/init")
         return ConditionalVelocityMLP(LATENT_DIM, NUM_CLASSES, settings.flow_width, settings.flow_layers).to(device)
 
-    key = stage_settings(settings, "data", "wae", "classifier", "flow", seed=seed, **pretrained)
+    key = stage_settings(settings, "data", "wae", "classifier", "flow", seed=seed, images=data_identity(settings),
+                         **pretrained)
     return cached_model("galaxy_flow", key, build, train)
 
 
@@ -739,6 +758,7 @@ def score_images(models: GalaxyModels, x_cf: torch.Tensor, x_input: torch.Tensor
 def counterfactual_key(models: GalaxyModels, settings: GalaxyLeapSettings, seed: int) -> dict:
     """What the counterfactual set depends on: the data, model and leap settings, the seed, the initialisations."""
     return stage_settings(settings, "data", "wae", "classifier", "flow", "leap", seed=seed,
+                          images=data_identity(settings),
                           imagenet=models.info["weak"]["imagenet"],
                           imagenet_perceptual=models.info["wae"]["imagenet_perceptual"], lpips=models.lpips is not None)
 
@@ -876,14 +896,15 @@ def counterfactual_subset(generated: dict[str, torch.Tensor], kind: str, percent
 
 def table3_run(data: GalaxyData, generated: dict[str, torch.Tensor], settings: GalaxyLeapSettings, seed: int,
                device: torch.device, *, run: int, provenance: dict) -> dict[str, float]:
-    """Run ``run`` of Table 3: the weak and strong baselines and the weak set plus 10/50/100% CEs or reliable CEs.
+    """Run ``run`` of Table 3: the weak and strong baselines and the weak set plus each share of CEs or reliable CEs.
 
     The classifiers draw from the random streams of ``run`` (:func:`classifier_stream`); run 0's
     baselines are the chapter's weak and strong classifiers. ``provenance`` (:func:`counterfactual_key`)
     names the counterfactual set in the classifiers' cache keys.
 
     Returns ``acc_weak, auc_weak, acc_strong, auc_strong`` and ``acc_<kind>_<percent>``,
-    ``auc_<kind>_<percent>`` for ``kind`` in ``ce, rce``: test-set scores of the last epoch.
+    ``auc_<kind>_<percent>`` for ``kind`` in ``ce, rce`` and ``percent`` in ``settings.table3_fractions``:
+    test-set scores of the last epoch.
     """
     metrics = {}
     for name, indices in (("weak", data.weak), ("strong", data.train)):
@@ -891,7 +912,7 @@ def table3_run(data: GalaxyData, generated: dict[str, torch.Tensor], settings: G
         metrics.update({f"{score}_{name}": value
                         for score, value in test_scores(classifier, data, device, settings.eval_batch).items()})
     for kind in CE_KINDS:
-        for percent in CE_FRACTIONS:
+        for percent in settings.table3_fractions:
             extra = counterfactual_subset(generated, kind, percent, provenance)
             classifier, _ = train_classifier(data, settings, seed, device, indices=data.weak, name="weak",
                                              extra=extra, run=run)

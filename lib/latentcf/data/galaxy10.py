@@ -38,7 +38,7 @@ CLASS_NAMES = ("Disturbed", "Merging", "Round Smooth", "In-between Round Smooth"
 CLASS_COUNTS = (1081, 1853, 2645, 2027, 334, 2043, 1829, 2628, 1423, 1873)
 """Images per class in Galaxy10 DECaLS (17,736 in all)."""
 NUM_CLASSES = 10
-RENDERER_VERSION = 1
+RENDERER_VERSION = 4
 """Bumped whenever :func:`render_galaxies` changes, so that cached synthetic sets are made again."""
 FILENAME = "Galaxy10_DECals.h5"
 URL = "https://zenodo.org/records/10845026/files/Galaxy10_DECals.h5"
@@ -239,9 +239,9 @@ class SyntheticGalaxies:
         return self.images[torch.as_tensor(indices, dtype=torch.long)]
 
 
-BULGE_COLOUR = (1.3, 1.0, 0.6)
-DISK_COLOUR = (0.9, 1.0, 1.0)
-CLUMP_COLOUR = (0.7, 1.0, 1.25)
+BULGE_COLOUR = (1.4, 1.0, 0.5)
+DISK_COLOUR = (0.8, 1.0, 1.15)
+CLUMP_COLOUR = (0.6, 1.0, 1.4)
 """Relative flux in the (R, G, B) = (z, r, g) channels: red bulges, bluer disks, bluest star-forming clumps."""
 
 
@@ -284,27 +284,27 @@ def draw_parameters(labels: torch.Tensor, size: int, generator: torch.Generator)
     edge_on = sum(labels == c for c in EDGE_ON).bool()
     p = {
         "angle": _uniform(0.0, math.pi, n, generator),
-        "scale": _uniform(0.09, 0.17, n, generator) * size,
-        "brightness": _uniform(0.6, 1.0, n, generator),
+        "scale": _uniform(0.13, 0.19, n, generator) * size,
+        "brightness": _uniform(0.7, 1.0, n, generator),
         "centre_x": _uniform(-0.03, 0.03, n, generator) * size,
         "centre_y": _uniform(-0.03, 0.03, n, generator) * size,
-        "psf_sigma": _uniform(0.6, 1.4, n, generator) * size / 64,
-        "noise": _uniform(0.01, 0.04, n, generator),
+        "psf_sigma": _uniform(1.2, 2.0, n, generator) * size / 64,
+        "noise": _uniform(0.01, 0.025, n, generator),
         "sersic_n": _per_class({2: (2.5, 4.0), 3: (2.0, 4.0), 4: (1.0, 2.5)}, labels, (2.0, 4.0), generator),
-        "q": _per_class({2: (0.75, 1.0), 3: (0.45, 0.85), 4: (0.15, 0.5), 8: (0.06, 0.2), 9: (0.06, 0.2)},
+        "q": _per_class({2: (0.78, 1.0), 3: (0.5, 0.82), 4: (0.2, 0.52), 8: (0.06, 0.2), 9: (0.06, 0.2)},
                         labels, (0.55, 1.0), generator),
-        "bulge_fraction": _per_class({2: (1.0, 1.0), 3: (1.0, 1.0), 4: (1.0, 1.0), 8: (0.0, 0.15), 9: (0.1, 0.5),
+        "bulge_fraction": _per_class({2: (1.0, 1.0), 3: (1.0, 1.0), 4: (1.0, 1.0), 8: (0.0, 0.12), 9: (0.08, 0.6),
                                       5: (0.05, 0.25), 6: (0.1, 0.35), 7: (0.05, 0.25)}, labels, (0.1, 0.4),
                                      generator),
-        "arm_amplitude": _per_class({5: (0.5, 0.9), 6: (0.5, 0.9), 7: (0.5, 0.9), 0: (0.0, 0.5)}, labels,
+        "arm_amplitude": _per_class({5: (0.7, 1.0), 6: (0.7, 1.0), 7: (0.7, 1.0), 0: (0.0, 0.5)}, labels,
                                     (0.0, 0.0), generator),
-        "pitch": _per_class({5: (12.0, 30.0), 6: (8.0, 18.0), 7: (16.0, 40.0)}, labels, (20.0, 30.0), generator),
-        "bar_strength": _per_class({5: (0.35, 1.0), 6: (0.0, 0.25), 7: (0.0, 0.25)}, labels, (0.0, 0.0), generator),
-        "clumps": _per_class({0: (8.0, 25.0), 1: (0.0, 6.0)}, labels, (0.0, 0.0), generator).round(),
-        "plume": _per_class({0: (0.1, 0.25)}, labels, (0.0, 0.0), generator),
-        "companion": _per_class({1: (0.35, 0.65)}, labels, (0.0, 0.0), generator),
-        "separation": _uniform(0.25, 0.45, n, generator) * size,
-        "tail": _per_class({1: (0.08, 0.2)}, labels, (0.0, 0.0), generator),
+        "pitch": _per_class({5: (12.0, 30.0), 6: (8.0, 17.0), 7: (15.0, 40.0)}, labels, (20.0, 30.0), generator),
+        "bar_strength": _per_class({5: (0.6, 1.0), 6: (0.0, 0.2), 7: (0.0, 0.2)}, labels, (0.0, 0.0), generator),
+        "clumps": _per_class({0: (10.0, 25.0), 1: (0.0, 6.0)}, labels, (0.0, 0.0), generator).round(),
+        "plume": _per_class({0: (0.2, 0.4)}, labels, (0.0, 0.0), generator),
+        "companion": _per_class({1: (0.5, 0.9)}, labels, (0.0, 0.0), generator),
+        "separation": _uniform(0.18, 0.3, n, generator) * size,
+        "tail": _per_class({1: (0.15, 0.3)}, labels, (0.0, 0.0), generator),
     }
     p["bulge_scale"] = torch.where(smooth, p["scale"], _uniform(0.25, 0.45, n, generator) * p["scale"])
     p["bulge_q"] = torch.where(smooth, p["q"], _uniform(0.7, 1.0, n, generator))
@@ -406,15 +406,15 @@ def render_galaxies(labels: torch.Tensor, size: int, generator: torch.Generator)
     tail = _unit_flux(sersic(tail_radius, 1.2 * p["scale"], torch.full((len(labels),), 0.5)))
     _, _, plume_radius = _elliptical(x - 0.8 * cx, y - 0.8 * cy, p["angle"] + 1.0, torch.full((len(labels),), 0.3))
     plume = _unit_flux(sersic(plume_radius, p["scale"], torch.full((len(labels),), 0.5)))
-    clumps = _clump_map(p, size, generator)
+    clumps = _blur(_clump_map(p, size, generator).unsqueeze(1), torch.full((len(labels),), size / 48)).squeeze(1)
 
     def weight(name: str) -> torch.Tensor:
         return p[name].view(-1, 1, 1)
 
     red_light = weight("bulge_fraction") * bulge + weight("companion") * companion
-    blue_light = ((1 - weight("bulge_fraction")) * (disk + 0.35 * weight("bar_strength") * bar)
+    blue_light = ((1 - weight("bulge_fraction")) * (disk + 0.8 * weight("bar_strength") * bar)
                   + weight("tail") * tail + weight("plume") * plume)
-    clump_light = 0.012 * weight("clumps") * clumps
+    clump_light = 0.02 * weight("clumps") * clumps
     colours = [torch.tensor(colour).view(1, 3, 1, 1) for colour in (BULGE_COLOUR, DISK_COLOUR, CLUMP_COLOUR)]
     flux = sum(c * light.unsqueeze(1) for c, light in zip(colours, (red_light, blue_light, clump_light)))
     flux = _blur(flux, p["psf_sigma"])
