@@ -162,6 +162,17 @@ baseline = {f"{score}_{name}_seed{SEED}": value for name in ("weak", "strong")
 pd.Series(baseline).round(4)
 
 # %% [markdown]
+# Every counterfactual is an image the WAE decodes, so the WAE must keep what makes a galaxy its
+# class: the same two classifiers on the WAE's reconstructions of the test images
+# (`galaxy_leap.reconstruction_accuracy`):
+
+# %%
+run.record(**galaxy_leap.reconstruction_accuracy(models, data, device, settings.eval_batch))
+pd.DataFrame({name: {"test images": baseline[f"acc_{name}_seed{SEED}"],
+                     "their reconstructions": run.metrics[f"acc_rec_test_{name}"]} for name in ("weak", "strong")}
+             ).round(4)
+
+# %% [markdown]
 # ## Counterfactuals and reliable counterfactuals
 #
 # For every weak-set image $x$ (randomly rotated, as the official generation script reads it through

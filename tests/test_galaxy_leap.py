@@ -118,6 +118,24 @@ def test_every_trained_model_is_cached_under_the_identity_of_its_images(monkeypa
     assert galaxy10.SHA256 in galaxy_leap.data_identity(galaxy_leap.PAPER)
 
 
+class _PerfectAutoencoder(torch.nn.Module):
+    def encode(self, x):
+        return x.flatten(1)
+
+    def decode(self, z):
+        return z.view(len(z), 3, 32, 32)
+
+
+def test_with_a_perfect_autoencoder_reconstructions_score_as_the_test_images():
+    data = galaxy_leap.load_data(TINY, "cpu")
+    torch.manual_seed(0)
+    weak, strong = (galaxy_leap.build_classifier(TINY).eval() for _ in range(2))
+    models = galaxy_leap.GalaxyModels(_PerfectAutoencoder(), weak, strong, None, {}, 64)
+    kept = galaxy_leap.reconstruction_accuracy(models, data, torch.device("cpu"), 16)
+    for name, classifier in (("weak", weak), ("strong", strong)):
+        assert kept[f"acc_rec_test_{name}"] == galaxy_leap.test_scores(classifier, data, torch.device("cpu"), 16)["acc"]
+
+
 def test_leaps_refuse_targets_outside_the_ten_classes():
     with pytest.raises(LatentcfError, match="unknown target"):
         galaxy_leap.leap_checkpoints(None, torch.zeros(2, galaxy_leap.LATENT_DIM), torch.tensor([3, 10]),
@@ -144,6 +162,8 @@ def test_the_pipeline_runs_end_to_end_on_a_tiny_synthetic_set(monkeypatch):
     models = galaxy_leap.train_models(data, TINY, 0, device, stage=lambda name: timed.append(name) or nullcontext())
     assert timed == ["wae", "classifier_weak", "classifier_strong", "flow"]
     assert not models.info["weak"]["imagenet"] and not models.info["wae"]["imagenet_perceptual"]
+    kept = galaxy_leap.reconstruction_accuracy(models, data, device, 7)
+    assert set(kept) == {"acc_rec_test_weak", "acc_rec_test_strong"} and all(0 <= v <= 1 for v in kept.values())
     generated = galaxy_leap.generate_counterfactuals(models, data, TINY, 0, device)
     assert generated["x_ce"].shape == (180, 3, 32, 32) and generated["x_rce"].dtype == torch.uint8
     assert bool((generated["label"][generated["source"]] != generated["target"]).all())

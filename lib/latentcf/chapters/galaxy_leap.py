@@ -660,6 +660,23 @@ class GalaxyModels:
         return in_batches(self.wae.decode, z, self.batch)
 
 
+@torch.no_grad()
+def reconstruction_accuracy(models: GalaxyModels, data: GalaxyData, device: torch.device,
+                            batch: int) -> dict[str, float]:
+    """Does the WAE keep the class? Test accuracy of both classifiers on the WAE's reconstructions of the test images.
+
+    Keys ``acc_rec_test_weak`` and ``acc_rec_test_strong``, to set beside :func:`test_scores`: every
+    counterfactual is a decoded latent, so a class the decoder loses is a class no leap can show.
+    """
+    p = {"weak": [], "strong": []}
+    for chunk in data.test.split(batch):
+        x_rec = models.decode(models.encode(data.images(chunk, device)))
+        for name in p:
+            p[name].append(probabilities(getattr(models, name), x_rec, batch))
+    labels = data.labels[data.test]
+    return {f"acc_rec_test_{name}": target_accuracy(torch.cat(values), labels) for name, values in p.items()}
+
+
 def _untimed(name: str) -> AbstractContextManager:
     return contextlib.nullcontext()
 
