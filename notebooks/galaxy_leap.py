@@ -412,7 +412,8 @@ def gap(better: str, worse: str) -> str:
 top = max(settings.table3_fractions)
 Markdown("\n".join(f"- {statement}: {gap(better, worse)}" for statement, better, worse in (
     ("the paper: plain CEs hurt", "weak", f"ce_{top}"), ("the paper: reliable CEs help", f"rce_{top}", "weak"),
-    ("reliable CEs beat plain CEs", f"rce_{top}", f"ce_{top}"))))
+    ("reliable CEs beat plain CEs", f"rce_{top}", f"ce_{top}")))
+         + f"\n\nThe test set is {len(data.test):,} images: one image is {100 / len(data.test):.2f} percentage points.")
 
 # %% [markdown]
 # On real galaxies the strong classifier calls 82% of the reliable CEs their target (Table 6); here
@@ -420,8 +421,7 @@ Markdown("\n".join(f"- {statement}: {gap(better, worse)}" for statement, better,
 # ones that do not are mislabelled training images too, so where that share stays well below the
 # strong classifier's own test accuracy, adding nine reliable CEs per weak-set image can pull the
 # weak classifier below its baseline instead of lifting it: then this smoke scale shows that plain
-# CEs hurt and that reliable CEs hurt less, but not yet that they help. The test set is 295 images,
-# so one image is 0.34 percentage points.
+# CEs hurt and that reliable CEs hurt less, but not yet that they help.
 #
 # ## Time
 #

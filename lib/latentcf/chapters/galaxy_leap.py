@@ -575,8 +575,8 @@ def train_classifier(data: GalaxyData, settings: GalaxyLeapSettings, seed: int, 
         return build_classifier(settings).to(device)
 
     key = stage_settings(settings, "data", "classifier", seed=seed, images=data_identity(settings), run=run,
-                         trained_on=name,
-                         imagenet=weights is not None, extra=None if extra is None else extra.provenance,
+                         trained_on=name, imagenet=weights is not None,
+                         extra=None if extra is None else extra.provenance,
                          batch_norm="recalibrated after training")
     classifier, info = cached_model("galaxy_vgg", key, build, train)
     return classifier, {**info, "imagenet": weights is not None}

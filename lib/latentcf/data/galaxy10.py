@@ -39,7 +39,8 @@ CLASS_COUNTS = (1081, 1853, 2645, 2027, 334, 2043, 1829, 2628, 1423, 1873)
 """Images per class in Galaxy10 DECaLS (17,736 in all)."""
 NUM_CLASSES = 10
 RENDERER_VERSION = 4
-"""Bumped whenever :func:`render_galaxies` changes, so that cached synthetic sets are made again."""
+"""Bumped whenever :func:`render_galaxies` changes, so that cached synthetic sets, and every model the Galaxy10
+chapter trains on them (its cache keys name the version), are made again."""
 FILENAME = "Galaxy10_DECals.h5"
 URL = "https://zenodo.org/records/10845026/files/Galaxy10_DECals.h5"
 SHA256 = "19aefc477c41bb7f77ff07599a6b82a038dc042f889a111b0d4d98bb755c1571"
