@@ -30,8 +30,8 @@ book: setup
 paper: setup
 	$(PY) -m latentcf reproduce all --scale paper --check
 
-# The CPU dry run leaves out galaxy_leap: its 350 leaps per counterfactual each run VGG16-BN at 128 x 128, hours on
-# a 2-core CPU; the GPU workflow dry-runs every chapter.
+# The CPU dry run leaves out galaxy_leap, hours on a 2-core CPU (book/reproduce.md gives the measurements); the GPU
+# workflow dry-runs every chapter.
 DRY_RUN_CHAPTERS ?= helix square mnist_diffeo mnist_leap mnist_compare
 
 dry-run: setup

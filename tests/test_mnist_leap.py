@@ -13,6 +13,7 @@ import torch
 from latentcf.chapters import mnist_leap
 from latentcf.core.errors import LatentcfError, check_targets
 from latentcf.core.paths import CACHE_DIR_ENV
+from latentcf.core.runtime import RUN_OPTIONS_ENV, RunOptions
 from latentcf.core.settings import STAGES, check_settings
 from latentcf.core.training import epoch_batches, recalibrate_batch_norm
 from latentcf.data.mnist import MnistData
@@ -21,7 +22,7 @@ from latentcf.methods.cgm import cgm_counterfactuals
 from latentcf.methods.leap import leap_counterfactuals
 from latentcf.methods.search import gradient_ascent, opt_counterfactuals
 from latentcf.metrics import morpho
-from latentcf.metrics.classification import macro_auroc, mean_and_sem, target_accuracy
+from latentcf.metrics.classification import macro_auroc, mean_and_sem, recognised_examples, target_accuracy
 from latentcf.models.mnist_nets import MorphoClassifier, MorphoVAE, morpho_vae_loss
 
 TINY = dataclasses.replace(mnist_leap.SMOKE, search_steps=5, leap_n_blend=2, leap_n_inject=1, eval_batch=3)
@@ -119,6 +120,26 @@ def test_mean_and_sem_over_runs():
     assert mean == {"a": 2.0} and sem == {"a": 1.0}
     with pytest.raises(ValueError, match="2 runs"):
         mean_and_sem([{"a": 1.0}])
+
+
+class _CallsOddIndicesFour(torch.nn.Module):
+    """Predicts class 4 for the images whose single pixel is odd, class 0 for the others."""
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(torch.where(x.flatten(1)[:, 0] % 2 == 1, 4, 0), 10).float()
+
+
+def test_recognised_examples_are_of_the_class_and_called_so_except_in_a_dry_run(monkeypatch):
+    images, labels = torch.arange(12.0).view(12, 1), torch.tensor([4] * 8 + [0] * 4)
+    chosen = recognised_examples(_CallsOddIndicesFour(), images, labels, 4, 3, torch.Generator().manual_seed(0))
+    assert len(chosen) == 3 and set(chosen.tolist()) <= {1, 3, 5, 7}
+    again = recognised_examples(_CallsOddIndicesFour(), images, labels, 4, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(chosen, again)
+    with pytest.raises(LatentcfError, match="only 4 test images of class 4 are predicted as 4, 6 requested"):
+        recognised_examples(_CallsOddIndicesFour(), images, labels, 4, 6, torch.Generator().manual_seed(0))
+    monkeypatch.setenv(RUN_OPTIONS_ENV, RunOptions(dry_run=True).environment()[RUN_OPTIONS_ENV])
+    fallback = recognised_examples(_CallsOddIndicesFour(), images, labels, 4, 6, torch.Generator().manual_seed(0))
+    assert len(fallback) == 6 and set(fallback.tolist()) <= set(range(8))
 
 
 def test_score_counterfactuals_uses_the_reference_morphometrics():

@@ -245,7 +245,8 @@ DRY_RUN = dataclasses.replace(
 """The paper scale cut to a few items and batches, and Table 3 to the two runs that give a standard error, for
 ``reproduce --dry-run`` (training stops after two steps; the data loader keeps a dozen images of each class). The
 numbers of leaps stay: the sweeps of Tables 5 and 6 name the metrics that the claims check. Each leap runs VGG16-BN
-at 128 x 128 on 90 counterfactuals, so this dry run is for a GPU: on a 2-core CPU it takes hours."""
+at 128 x 128 on 90 counterfactuals and 16 VGG16-BN classifiers train under bfloat16 autocast, so this dry run is for
+a GPU: on a 2-core CPU it takes hours (``book/reproduce.md`` gives the measured step times)."""
 
 
 def solver(settings: GalaxyLeapSettings) -> Solver:

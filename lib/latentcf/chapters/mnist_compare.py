@@ -44,7 +44,7 @@ from latentcf.methods.cgm import cgm_counterfactuals
 from latentcf.methods.leap import Solver, leapfactual
 from latentcf.methods.search import opt_counterfactuals, search_in_latent, search_in_x
 from latentcf.metrics import morpho
-from latentcf.metrics.classification import macro_auroc, target_accuracy
+from latentcf.metrics.classification import macro_auroc, recognised_examples, target_accuracy
 from latentcf.metrics.oracle import Oracle, target_agreement, train_svm_oracle
 from latentcf.metrics.proximity import l2_to_source
 from latentcf.metrics.realism import class_im1, knn_target_fraction
@@ -354,16 +354,9 @@ def random_target_task(data: MnistData, n: int, generator: torch.Generator, spli
 def four_to_nine_task(classifier: MorphoClassifier, data: MnistData, n: int, generator: torch.Generator) -> Task:
     """``n`` random test 4s that the classifier calls 4, each with the target 9 (Dombrowski et al. Sec. 4.1.3).
 
-    In a dry run, whose classifier is trained for two steps, any test 4s where too few are called 4.
+    :func:`latentcf.metrics.classification.recognised_examples` (in a dry run, any test 4s).
     """
-    fours = data.test_y == SOURCE_CLASS
-    predicted = in_batches(lambda chunk: classifier(chunk).argmax(1), data.test_x, 1000)
-    candidates = (fours & (predicted == SOURCE_CLASS)).nonzero().squeeze(1).cpu()
-    if len(candidates) < n and run_options().dry_run:
-        candidates = fours.nonzero().squeeze(1).cpu()  # a classifier trained for two steps gets few 4s right
-    if len(candidates) < n:
-        raise LatentcfError(f"only {len(candidates)} test images are 4s called 4 by the classifier, {n} requested")
-    index = candidates[torch.randperm(len(candidates), generator=generator)[:n]].to(data.test_x.device)
+    index = recognised_examples(classifier, data.test_x, data.test_y, SOURCE_CLASS, n, generator).to(data.test_x.device)
     return Task(data.test_x[index], data.test_y[index], torch.full((n,), TARGET_CLASS, device=data.test_x.device),
                 TASK_4TO9)
 

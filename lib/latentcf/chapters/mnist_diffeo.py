@@ -32,11 +32,12 @@ from torch.nn import functional as F
 from latentcf.core.batching import in_batches
 from latentcf.core.cache import cached_model
 from latentcf.core.errors import LatentcfError, check_targets
-from latentcf.core.runtime import generator, run_options, seed_stream
+from latentcf.core.runtime import generator, seed_stream
 from latentcf.core.settings import stage_settings
 from latentcf.core.training import epoch_batches, fit
 from latentcf.data.mnist import MnistData, load_mnist, mnist_data, require_full_mnist
 from latentcf.methods.geometry import batched_jacobian, induced_metric_eigen
+from latentcf.metrics.classification import recognised_examples
 from latentcf.metrics.oracle import Oracle, train_svm_oracle
 from latentcf.models.image_flows import MnistRealNVP
 from latentcf.models.mnist_nets import NUM_CLASSES, ConvVAE, MnistCNN
@@ -268,17 +269,11 @@ def select_sources(classifier: nn.Module, images: torch.Tensor, labels: torch.Te
                    generator: torch.Generator) -> torch.Tensor:
     """Indices of ``n`` random test images of class 4 that the classifier predicts as 4 (Sec. 4.1.3).
 
-    In a dry run, whose classifier is trained for two steps, any test 4s where too few are predicted as 4.
+    :func:`latentcf.metrics.classification.recognised_examples` (in a dry run, any test 4s).
 
     Shapes: ``images: (N, 1, 28, 28)``, ``labels: (N,)`` -> ``(n,)`` int64 on the CPU.
     """
-    fours = labels == SOURCE_CLASS
-    candidates = (fours & (predict_classes(classifier, images) == SOURCE_CLASS)).nonzero().squeeze(1).cpu()
-    if len(candidates) < n and run_options().dry_run:
-        candidates = fours.nonzero().squeeze(1).cpu()  # a classifier trained for two steps gets few 4s right
-    if len(candidates) < n:
-        raise LatentcfError(f"only {len(candidates)} test images are 4s predicted as 4, {n} requested")
-    return candidates[torch.randperm(len(candidates), generator=generator)[:n]]
+    return recognised_examples(classifier, images, labels, SOURCE_CLASS, n, generator)
 
 
 # ------------------------------------------------------------------------------------ the flow's geometry

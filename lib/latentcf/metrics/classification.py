@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from latentcf.core.errors import optional_import
+from latentcf.core.batching import in_batches
+from latentcf.core.errors import LatentcfError, optional_import
+from latentcf.core.runtime import run_options
 
 
 def target_accuracy(probabilities: torch.Tensor | np.ndarray, target: torch.Tensor) -> float:
@@ -20,6 +22,28 @@ def target_accuracy(probabilities: torch.Tensor | np.ndarray, target: torch.Tens
     """
     predicted = torch.as_tensor(probabilities).argmax(dim=1).cpu()
     return float((predicted == target.cpu()).float().mean())
+
+
+def recognised_examples(classifier: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, label: int, n: int,
+                        generator: torch.Generator, batch: int = 1000) -> torch.Tensor:
+    """Indices of ``n`` random images of class ``label`` that the classifier predicts as ``label``.
+
+    The inputs of Dombrowski et al. Sec. 4.1.3 (test 4s the classifier calls 4). In a dry run, whose
+    classifier is trained for two steps, any images of the class where too few are recognised; too
+    few otherwise raise :class:`LatentcfError`. The choice is ``randperm`` of the candidates, in
+    index order, drawn from ``generator``.
+
+    Shapes: ``images: (N, ...)``, ``labels: (N,)`` -> ``(n,)`` int64 on the CPU.
+    """
+    of_class = labels == label
+    predicted = in_batches(lambda chunk: classifier(chunk).argmax(1), images, batch)
+    candidates = (of_class & (predicted == label)).nonzero().squeeze(1).cpu()
+    if len(candidates) < n and run_options().dry_run:
+        candidates = of_class.nonzero().squeeze(1).cpu()
+    if len(candidates) < n:
+        raise LatentcfError(f"only {len(candidates)} test images of class {label} are predicted as {label}, "
+                            f"{n} requested")
+    return candidates[torch.randperm(len(candidates), generator=generator)[:n]]
 
 
 def macro_auroc(probabilities: torch.Tensor | np.ndarray, target: torch.Tensor, num_classes: int) -> float:
