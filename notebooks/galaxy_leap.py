@@ -255,7 +255,9 @@ sweep_table("nb", settings.leap_blend_sweep)
 pd.DataFrame(claims.LEAPFACTUAL_TABLE5, index=claims.GALAXY_SWEEP_COLUMNS).T
 
 # %% [markdown]
-# More blending leaps bring more CEs across the weak classifier's boundary (ACC) and move them
+# The sweep runs past the chapter's $N_b$ (the CEs used everywhere else), as the paper's runs past
+# 250 to 300; the smoke scale's runs to twice its $N_b$, because some of its CEs need more leaps to
+# cross. More blending leaps bring more CEs across the weak classifier's boundary (ACC) and move them
 # further from the input (SSIM falls), but the strong classifier is barely more convinced (ACC$_r$):
 # blending stops as soon as the *weak* classifier agrees. Injection is what convinces the strong
 # one. Table 6, $N_i$ injection leaps after $N_b$ blending leaps:
