@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from skimage.metrics import structural_similarity
 
 from latentcf.metrics import image_metrics
@@ -99,15 +100,37 @@ def test_psnr_on_a_known_error():
     assert torch.allclose(image_metrics.psnr(x, y), torch.full((2,), 20.0), atol=1e-4)
 
 
-def test_ssim_matches_scikit_image_with_gaussian_weights():
+def _ssim_reference(x: np.ndarray, y: np.ndarray) -> float:
+    """torchmetrics' SSIM of one (C, H, W) pair, written out with a 2-D window: mirrored borders, mean over all."""
+    offsets = np.arange(11) - 5.0
+    profile = np.exp(-0.5 * (offsets / 1.5) ** 2)
+    window = np.outer(profile, profile) / np.outer(profile, profile).sum()
+
+    def local(image):
+        return np.stack([ndimage.correlate(channel, window, mode="mirror") for channel in image])
+
+    mu_x, mu_y = local(x), local(y)
+    var_x, var_y = np.maximum(local(x * x) - mu_x ** 2, 0), np.maximum(local(y * y) - mu_y ** 2, 0)
+    cov = local(x * y) - mu_x * mu_y
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return float(index.mean())
+
+
+def test_ssim_averages_every_pixel_as_torchmetrics_and_its_interior_matches_scikit_image():
     rng = np.random.default_rng(0)
-    x = rng.random((2, 3, 40, 40)).astype(np.float32)
-    y = np.clip(x + 0.2 * rng.standard_normal(x.shape), 0, 1).astype(np.float32)
+    x = rng.random((2, 3, 40, 40))
+    y = np.clip(x + 0.2 * rng.standard_normal(x.shape), 0, 1)
     ours = image_metrics.ssim(torch.from_numpy(x), torch.from_numpy(y))
-    reference = [structural_similarity(x[i], y[i], channel_axis=0, data_range=1.0, gaussian_weights=True,
-                                       sigma=1.5, use_sample_covariance=False) for i in range(2)]
-    assert np.allclose(ours.numpy(), reference, atol=1e-5)
-    assert torch.allclose(image_metrics.ssim(torch.from_numpy(x), torch.from_numpy(x)), torch.ones(2))
+    assert np.allclose(ours.numpy(), [_ssim_reference(x[i], y[i]) for i in range(2)], atol=1e-10)
+    same = image_metrics.ssim(torch.from_numpy(x), torch.from_numpy(x))
+    assert torch.allclose(same, torch.ones(2, dtype=torch.float64))
+    border = x.copy()
+    border[:, :, :3] = 1 - border[:, :, :3]  # only the top rows differ: scikit-image's valid part barely sees them
+    valid_only = np.array([structural_similarity(x[i], border[i], channel_axis=0, data_range=1.0, gaussian_weights=True,
+                                                 sigma=1.5, use_sample_covariance=False) for i in range(2)])
+    every_pixel = image_metrics.ssim(torch.from_numpy(x), torch.from_numpy(border)).numpy()
+    assert (valid_only > 0.99).all() and (every_pixel < valid_only - 0.05).all(), (valid_only, every_pixel)
 
 
 def test_squeezenet_features_have_torchvisions_size_and_names_and_lpips_loads_published_weights():

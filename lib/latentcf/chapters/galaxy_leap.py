@@ -774,11 +774,13 @@ def score_images(models: GalaxyModels, x_cf: torch.Tensor, x_input: torch.Tensor
 
 
 def counterfactual_key(models: GalaxyModels, settings: GalaxyLeapSettings, seed: int) -> dict:
-    """What the counterfactual set depends on: the data, model and leap settings, the seed, the initialisations."""
+    """What the counterfactual set depends on: the data, model and leap settings, the seed, the initialisations,
+    and how its stored scores were computed (LPIPS or not, the SSIM convention)."""
     return stage_settings(settings, "data", "wae", "classifier", "flow", "leap", seed=seed,
                           images=data_identity(settings),
                           imagenet=models.info["weak"]["imagenet"],
-                          imagenet_perceptual=models.info["wae"]["imagenet_perceptual"], lpips=models.lpips is not None)
+                          imagenet_perceptual=models.info["wae"]["imagenet_perceptual"], lpips=models.lpips is not None,
+                          ssim=image_metrics.SSIM_CONVENTION)
 
 
 def generate_counterfactuals(models: GalaxyModels, data: GalaxyData, settings: GalaxyLeapSettings, seed: int,

@@ -6,9 +6,10 @@ The LeapFactual evaluation uses torchmetrics "keeping all other parameters at th
 which pools the squared errors of *every* image before the logarithm and takes the data range from the
 target images (:func:`pooled_psnr`, :func:`default_data_range`); the mean of per-image PSNRs is always at
 least as high (Jensen's inequality). SSIM: images in ``[0, data_range]``, an 11 x 11 Gaussian window of
-sigma 1.5, ``K1 = 0.01``, ``K2 = 0.03``, computed per channel on the valid (unpadded) part of the image
-and averaged, as scikit-image does (torchmetrics 1.7.1, which the official code pins, instead averages
-over the whole image padded by reflection, and takes the data range from each batch).
+sigma 1.5, ``K1 = 0.01``, ``K2 = 0.03``, as torchmetrics 1.7.1 (the version the official code pins)
+computes it: every image padded by reflection, so that the index is averaged over *every* pixel and
+channel (scikit-image averages over the valid, unpadded part only, which at 32 x 32 is under half of
+the image), local variances clamped at zero (:data:`SSIM_CONVENTION`).
 LPIPS (Zhang et al. 2018) with the SqueezeNet backbone needs two sets of published
 weights, torchvision's ImageNet SqueezeNet 1.1 and the LPIPS linear heads: :func:`lpips_squeeze`
 downloads both where it can and returns ``None`` where it cannot (no torchvision import); as
@@ -85,28 +86,38 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return profile[:, None] * profile[None, :]
 
 
+SSIM_CONVENTION = "torchmetrics 1.7.1: reflection padding, mean over every pixel, variances clamped at zero"
+"""How :func:`ssim` treats the image border; stored scores name it (their caches change with it)."""
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int = 11,
          sigma: float = 1.5) -> torch.Tensor:
-    """Structural similarity per image (Wang et al. 2004), mean over channels and valid pixels. ``-> (B,)``.
+    """Structural similarity per image (Wang et al. 2004), as torchmetrics computes it. ``(B, C, H, W) -> (B,)``.
 
     ``SSIM = (2 mu_x mu_y + C1)(2 sigma_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(sigma_x^2 + sigma_y^2 + C2))``
-    with ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` and local statistics under the Gaussian window,
-    applied as two 1-D passes (the window is separable), in the images' dtype as torchmetrics does.
+    with ``C1 = (0.01 L)^2``, ``C2 = (0.03 L)^2`` and local statistics under the Gaussian window. As
+    torchmetrics 1.7.1 (``functional/image/ssim.py``, the paper's library, App. B.2.2): both images
+    are padded by reflection by half a window, so every pixel has a full window and the mean runs over
+    all ``H x W`` pixels and the channels; the local variances are clamped at zero. The window is
+    applied as two 1-D passes (it is separable), in the images' dtype as torchmetrics does. One
+    difference remains: torchmetrics' default takes ``L`` from each batch (the larger of the two
+    images' ranges), which depends on how a script batches its images; here ``L = data_range``.
     """
     _check_pair(x, y)
     if min(x.shape[-2:]) < window:
         raise ValueError(f"images must be at least {window} pixels wide for SSIM, got {tuple(x.shape[-2:])}")
-    channels = x.shape[1]
+    channels, pad = x.shape[1], window // 2
     profile = gaussian_profile(window, sigma).to(x)
     rows = profile.view(1, 1, window, 1).expand(channels, 1, window, 1)
     columns = profile.view(1, 1, 1, window).expand(channels, 1, 1, window)
 
     def local_mean(image: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.conv2d(image, rows, groups=channels), columns, groups=channels)
+        padded = F.pad(image, (pad, pad, pad, pad), mode="reflect")
+        return F.conv2d(F.conv2d(padded, rows, groups=channels), columns, groups=channels)
 
     mu_x, mu_y = local_mean(x), local_mean(y)
-    var_x = local_mean(x * x) - mu_x ** 2
-    var_y = local_mean(y * y) - mu_y ** 2
+    var_x = (local_mean(x * x) - mu_x ** 2).clamp(min=0)
+    var_y = (local_mean(y * y) - mu_y ** 2).clamp(min=0)
     cov = local_mean(x * y) - mu_x * mu_y
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     index = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
