@@ -230,10 +230,10 @@ print("input:", galaxy10.CLASS_NAMES[int(generated["label"][0])])
 # changed). SSIM and PSNR are computed as the paper's library, torchmetrics, computes them by default
 # (App. B.2.2): SSIM over every pixel of images padded by reflection (`image_metrics.ssim`; at 32x32
 # the unpadded part that scikit-image averages over is under half of the image), PSNR from the squared
-# errors pooled over all images. LPIPS compares deep features of a SqueezeNet trained on ImageNet through
-# linear heads fitted to human judgements; both sets of weights are downloaded (`image_metrics.lpips_squeeze`), and where
-# that is impossible the run says so and leaves LPIPS out. `rec` is the WAE's plain reconstruction, the
-# similarity ceiling of anything decoded.
+# errors pooled over all images. LPIPS compares deep features of a SqueezeNet trained on ImageNet
+# through linear heads fitted to human judgements; both sets of weights are downloaded
+# (`image_metrics.lpips_squeeze`), and where that is impossible the run says so and leaves LPIPS out.
+# `rec` is the WAE's plain reconstruction, the similarity ceiling of anything decoded.
 
 # %%
 sweep = galaxy_leap.sweep_metrics(generated, ["rec", *galaxy_leap.checkpoint_names(settings)])

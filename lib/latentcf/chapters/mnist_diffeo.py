@@ -37,7 +37,7 @@ from latentcf.core.settings import stage_settings
 from latentcf.core.training import epoch_batches, fit
 from latentcf.data.mnist import MnistData, load_mnist, mnist_data, require_full_mnist
 from latentcf.methods.geometry import batched_jacobian, induced_metric_eigen
-from latentcf.metrics.classification import recognised_examples
+from latentcf.metrics.classification import predicted_classes, recognised_examples
 from latentcf.metrics.oracle import Oracle, train_svm_oracle
 from latentcf.models.image_flows import MnistRealNVP
 from latentcf.models.mnist_nets import NUM_CLASSES, ConvVAE, MnistCNN
@@ -261,8 +261,11 @@ def train_oracle(data: MnistData, settings: MnistDiffeoSettings, seed: int, devi
 
 
 def predict_classes(classifier: nn.Module, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
-    """``argmax f(x)`` per image, in batches, without a gradient. ``(N, 1, 28, 28) -> (N,)`` int64."""
-    return in_batches(lambda chunk: classifier(chunk).argmax(1), images, batch)
+    """``argmax f(x)`` per image, by :func:`latentcf.metrics.classification.predicted_classes`.
+
+    Shapes: ``(N, 1, 28, 28) -> (N,)`` int64.
+    """
+    return predicted_classes(classifier, images, batch)
 
 
 def select_sources(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, n: int,

@@ -24,6 +24,11 @@ def target_accuracy(probabilities: torch.Tensor | np.ndarray, target: torch.Tens
     return float((predicted == target.cpu()).float().mean())
 
 
+def predicted_classes(classifier: torch.nn.Module, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    """``argmax f(x)`` per image, in batches, without a gradient (:func:`in_batches`). ``(N, ...) -> (N,)`` int64."""
+    return in_batches(lambda chunk: classifier(chunk).argmax(1), images, batch)
+
+
 def recognised_examples(classifier: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, label: int, n: int,
                         generator: torch.Generator, batch: int = 1000) -> torch.Tensor:
     """Indices of ``n`` random images of class ``label`` that the classifier predicts as ``label``.
@@ -36,8 +41,7 @@ def recognised_examples(classifier: torch.nn.Module, images: torch.Tensor, label
     Shapes: ``images: (N, ...)``, ``labels: (N,)`` -> ``(n,)`` int64 on the CPU.
     """
     of_class = labels == label
-    predicted = in_batches(lambda chunk: classifier(chunk).argmax(1), images, batch)
-    candidates = (of_class & (predicted == label)).nonzero().squeeze(1).cpu()
+    candidates = (of_class & (predicted_classes(classifier, images, batch) == label)).nonzero().squeeze(1).cpu()
     if len(candidates) < n and run_options().dry_run:
         candidates = of_class.nonzero().squeeze(1).cpu()
     if len(candidates) < n:
