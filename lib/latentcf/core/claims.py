@@ -313,8 +313,9 @@ SQUARE_BLEND_ALPHAS = tuple(f"blend_alpha_g{gamma:g}" for gamma in (0.1, 0.3, 0.
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("helix", "median_distance_x", 2.34, 0.6, "Dombrowski et al. Sec. 4.1.1, Fig. 16"),
-    # 0.01: the spread over flow trainings at the paper's settings (2-core CPU: two seeds x two coupling directions
-    # and results/paper/helix.json gave 0.0055 to 0.0195; the official toy_example.ipynb 0.0065); 0.034 fails.
+    # 0.01: the spread over flow trainings at the paper's settings (2-core CPU, last-step flows: two seeds x two
+    # coupling directions gave 0.0055 to 0.0195; the official toy_example.ipynb 0.0065; the best held-out flow of
+    # results/paper/helix.json 0.0056); 0.034 fails.
     Claim("helix", "median_distance_z", 0.01, 0.01, "Dombrowski et al. Sec. 4.1.1, Fig. 16"),
     Claim("helix", "success_rate_x", 1.0, 0.01, "Dombrowski et al. Sec. 4.1.1 (all reach the target)"),
     Claim("helix", "success_rate_z", 1.0, 0.01, "Dombrowski et al. Sec. 4.1.1 (all reach the target)"),

@@ -105,11 +105,22 @@ def panels3d(panels: dict[str, Sequence[go.BaseTraceType]], height: int = 420) -
     return figure
 
 
-def loss_curves(histories: dict[str, Sequence[float]], ylabel: str = "training loss") -> plt.Figure:
-    """Training losses per step, one panel per model."""
+def loss_curves(histories: dict[str, Sequence[float]], ylabel: str = "training loss",
+                validations: dict[str, dict] | None = None) -> plt.Figure:
+    """Training losses per step, one panel per model.
+
+    ``validations[name]``, where given, is the training info of :func:`latentcf.core.training.fit`
+    with a validation: its held-out losses are drawn as dots and the step of the weights kept as a
+    dashed line in the panel ``name``.
+    """
     figure, axes = plt.subplots(1, len(histories), figsize=(3.6 * len(histories), 3.0), squeeze=False)
     for ax, (name, values) in zip(axes[0], histories.items()):
-        ax.plot(np.asarray(values), color=ACCENT, lw=0.8)
+        ax.plot(np.arange(1, len(values) + 1), np.asarray(values), color=ACCENT, lw=0.8, label="training batch")
+        validation = (validations or {}).get(name)
+        if validation is not None:
+            ax.plot(validation["val_step"], validation["val_loss"], "o", ms=2.5, color="#d62728", label="held out")
+            ax.axvline(validation["best_step"], color="#555555", ls="--", lw=0.8, label="weights kept")
+            ax.legend(fontsize=7)
         ax.set(title=name, xlabel="step", ylabel=ylabel)
     figure.tight_layout()
     return figure

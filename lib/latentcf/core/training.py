@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -45,6 +46,25 @@ def prefer_channels_last(model: nn.Module) -> nn.Module:
     return model
 
 
+@dataclass(frozen=True)
+class Validation:
+    """Keep the best model on held-out data: ``loss()`` is evaluated every ``every`` steps and at the end.
+
+    ``loss()`` returns a scalar loss of the current model on a fixed held-out set; :func:`fit` calls it
+    in eval mode under ``torch.no_grad`` and, when training ends, restores the weights with the
+    lowest value. This is the rule of the official helix notebook (Dombrowski et al.'s
+    ``toy_example.ipynb``: validate every 100 iterations, save the best model), and it makes a run's
+    result independent of where a noisy training curve happens to stop.
+    """
+
+    loss: Callable[[], torch.Tensor]
+    every: int
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"validation every must be >= 1, got {self.every}")
+
+
 def fit(
     model: nn.Module,
     loss_fn: Callable[[int], torch.Tensor],
@@ -57,6 +77,7 @@ def fit(
     lr_factor: Callable[[int], float] | None = None,
     clip_norm: float | None = None,
     precision: str = "fp32",
+    validation: Validation | None = None,
 ) -> dict[str, list[float] | float]:
     """Minimise ``loss_fn(step)`` with AdamW for ``steps`` steps, with a progress bar.
 
@@ -64,12 +85,15 @@ def fit(
     mini-batch for image data) and returns a scalar loss. With the default ``weight_decay = 0``
     AdamW is Adam. ``lr_factor(step)`` multiplies the learning rate (a schedule, e.g. a decay per
     epoch); ``clip_norm`` clips the total gradient norm before each step; ``precision`` runs
-    ``loss_fn`` under :func:`autocast`. In a dry run (:class:`latentcf.core.runtime.RunOptions`)
+    ``loss_fn`` under :func:`autocast`; ``validation`` keeps the best model on held-out data
+    (:class:`Validation`). In a dry run (:class:`latentcf.core.runtime.RunOptions`)
     training stops after :data:`latentcf.core.runtime.DRY_RUN_STEPS` steps. The losses stay on the
     device until the end: no host synchronisation inside the loop.
 
     Returns:
-        ``{"loss": [one value per step], "train_s": seconds}``.
+        ``{"loss": [one value per step], "train_s": seconds}``; with ``validation`` also
+        ``"val_loss"`` (one value per validation), ``"val_step"`` (the number of steps done at each)
+        and ``"best_step"`` (the steps done by the weights kept).
     """
     if run_options().dry_run:
         steps = min(steps, DRY_RUN_STEPS)
@@ -80,6 +104,7 @@ def fit(
                                   weight_decay=weight_decay)
     schedule = None if lr_factor is None else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     losses = []
+    keeper = None if validation is None else _BestKeeper(model, validation.loss)
     started = time.perf_counter()
     for step in tqdm(range(steps), desc=desc, mininterval=2.0):
         with autocast(device, precision):
@@ -92,8 +117,43 @@ def fit(
         if schedule is not None:
             schedule.step()
         losses.append(loss.detach().float())
+        if keeper is not None and ((step + 1) % validation.every == 0 or step + 1 == steps):
+            keeper.validate(step + 1)
     model.eval()
-    return {"loss": torch.stack(losses).cpu().tolist(), "train_s": time.perf_counter() - started}
+    history = {} if keeper is None else keeper.restore_best()
+    return {"loss": torch.stack(losses).cpu().tolist(), "train_s": time.perf_counter() - started, **history}
+
+
+class _BestKeeper:
+    """Validation bookkeeping for :func:`fit`: the held-out losses and a copy of the best weights."""
+
+    def __init__(self, model: nn.Module, loss: Callable[[], torch.Tensor]) -> None:
+        self.model, self.loss = model, loss
+        self.val_loss: list[float] = []
+        self.val_step: list[int] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_value = float("inf")
+        self.best_step = 0
+
+    def validate(self, steps_done: int) -> None:
+        """Evaluate the held-out loss now; copy the weights if it is the lowest so far (NaN never is)."""
+        self.model.eval()
+        with torch.no_grad():
+            value = float(self.loss())
+        self.model.train()
+        if value < self.best_value:
+            self.best_value = value
+            self.best_state = {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()}
+            self.best_step = steps_done
+        self.val_loss.append(value)
+        self.val_step.append(steps_done)
+
+    def restore_best(self) -> dict[str, list[float] | list[int] | int]:
+        """Load the best weights into the model; returns the validation history."""
+        if self.best_state is None:
+            raise LatentcfError(f"training diverged: no held-out loss was finite ({self.val_loss})")
+        self.model.load_state_dict(self.best_state)
+        return {"val_loss": self.val_loss, "val_step": self.val_step, "best_step": self.best_step}
 
 
 def epoch_batches(n: int, batch_size: int, epochs: int, generator: torch.Generator) -> list[torch.Tensor]:
