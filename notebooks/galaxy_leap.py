@@ -184,9 +184,10 @@ pd.DataFrame({name: {"test images": baseline[f"acc_{name}_seed{SEED}"],
 # the training transform) and each shift $k = 1, \dots, 9$, the target is $\hat y = (y + k) \bmod 10$,
 # all classes but the true one. From $z = E(x)$, LeapFactual (Algorithm 2) takes
 #
-# * $N_b$ **blending** leaps with $\gamma_b = 0.1$: lift under the current label, land under the
-#   target, each a tenth of the way; the result is the CE $D(z_b)$. Once the weak classifier sees the
-#   target, lift and land cancel and blending stops by itself;
+# * $N_b$ **blending** leaps with step $\gamma_b$: lift under the current label, land under the
+#   target, each a fraction $\gamma_b$ of the way (the paper: $\gamma_b = 0.1$ for 250 leaps; the smoke
+#   scale takes 0.2 for its 20 leaps, which then cover 99% of the way rather than 88%); the result is the
+#   CE $D(z_b)$. Once the weak classifier sees the target, lift and land cancel and blending stops by itself;
 # * $N_i$ **injection** leaps with $\gamma_{i,\text{lift}} = 1 < \gamma_{i,\text{land}} = 1.025$, which
 #   do not cancel: each pushes a little more target-class information into $z$; the result is the rCE.
 #
