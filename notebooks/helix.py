@@ -135,8 +135,8 @@ plotting.loss_curves({"flow: negative log-likelihood": flow_info["loss"],
                      validations={"flow: negative log-likelihood": flow_info});
 
 # %% [markdown]
-# The training loss of single batches is noisy, and it does not fall steadily: spells of a few hundred
-# steps in which the likelihood gets worse again are common.
+# The training loss of single batches is noisy, and it does not fall steadily: every few hundred steps it
+# jumps up, and it takes many steps to recover.
 # The held-out dots follow the same ups and downs, so the last step is a matter of luck, and keeping the
 # best held-out weights (the dashed line, recorded as `flow_best_step`) is what makes the run repeatable.
 # The flow's negative log-likelihood on fresh helix points is recorded as `flow_test_nll`.
