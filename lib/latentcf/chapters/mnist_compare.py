@@ -207,7 +207,7 @@ SMOKE = dataclasses.replace(
 DRY_RUN = dataclasses.replace(
     PAPER, classifier_batch=16, classifier_bn_batch=16, vae_batch=16, vae_bn_batch=16, cvae_batch=16,
     cvae_bn_batch=16, flow_batch=16, realnvp_batch=4, im1_batch=16, oracle_train_size=60, search_max_steps=3,
-    search_chunk=8, search_opt_steps=3, eval_n=24, eval_n_4to9=4, eval_n_tuning=4, eval_runs=2, eval_batch=16,
+    search_chunk=8, search_opt_steps=3, eval_n=8, eval_n_4to9=4, eval_n_tuning=4, eval_runs=2, eval_batch=16,
     eval_morpho_workers=1,
 )
 """The paper scale cut to a few items and steps, for ``reproduce --dry-run``."""
