@@ -74,6 +74,7 @@ from latentcf.core.runtime import generator
 from latentcf.core.settings import settings_table
 from latentcf.methods.search import search_in_latent, search_in_x
 from latentcf.metrics import realism
+from latentcf.metrics.classification import predicted_classes
 from latentcf.metrics.oracle import flat_numpy, target_agreement
 from latentcf.metrics.proximity import l2_to_class, l2_to_source
 
@@ -137,7 +138,7 @@ pd.Series({"test bits per dimension": flow_bpd, "paper": published["flow_bits_pe
 # %%
 with run.stage("classifier"):
     classifier, classifier_info = mnist_diffeo.train_classifier(data, settings, SEED, device)
-test_predictions = mnist_diffeo.predict_classes(classifier, data.test_x)
+test_predictions = predicted_classes(classifier, data.test_x)
 classifier_accuracy = (test_predictions == data.test_y).float().mean().item()
 with run.stage("oracle"):
     oracle = mnist_diffeo.train_oracle(data, settings, SEED, device)

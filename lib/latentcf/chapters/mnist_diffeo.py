@@ -37,7 +37,7 @@ from latentcf.core.settings import stage_settings
 from latentcf.core.training import epoch_batches, fit
 from latentcf.data.mnist import MnistData, load_mnist, mnist_data, require_full_mnist
 from latentcf.methods.geometry import batched_jacobian, induced_metric_eigen
-from latentcf.metrics.classification import predicted_classes, recognised_examples
+from latentcf.metrics.classification import recognised_examples
 from latentcf.metrics.oracle import Oracle, train_svm_oracle
 from latentcf.models.image_flows import MnistRealNVP
 from latentcf.models.mnist_nets import NUM_CLASSES, ConvVAE, MnistCNN
@@ -258,14 +258,6 @@ def train_oracle(data: MnistData, settings: MnistDiffeoSettings, seed: int, devi
     scikit-learn fits it on the CPU whatever ``device`` is. Not cached (seconds on a CPU).
     """
     return train_svm_oracle(data.train_x, data.train_y, settings.oracle_train_size, generator(seed, "oracle/subset"))
-
-
-def predict_classes(classifier: nn.Module, images: torch.Tensor, batch: int = 1000) -> torch.Tensor:
-    """``argmax f(x)`` per image, by :func:`latentcf.metrics.classification.predicted_classes`.
-
-    Shapes: ``(N, 1, 28, 28) -> (N,)`` int64.
-    """
-    return predicted_classes(classifier, images, batch)
 
 
 def select_sources(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, n: int,
