@@ -31,6 +31,7 @@
 # What the chapter adds to `latentcf`: the searches in X and in latent spaces with input checks
 # (`methods.search.search_in_x`, `methods.search.search_in_latent`), the linear SVM oracle
 # (`metrics.oracle`), nearest neighbours and IM1 (`metrics.realism`), the distances (`metrics.proximity`),
+# a classifier's predictions in batches (`metrics.classification.predicted_classes`),
 # `models.mnist_nets` (the official CNN and convolutional VAE) with their cached training
 # (`models.mnist_training`), and `chapters.mnist_diffeo` (the chapter's settings, classifier and the flow's
 # geometry), built on `models.image_flows.mnist_realnvp`, `core.training.epoch_batches` and
