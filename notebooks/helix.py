@@ -342,12 +342,15 @@ pd.DataFrame({"t": t_tangent, "sigma_1^2": tangent.eigenvalues[:, 0], "sigma_2^2
 # took to load them, so a re-run only pays for the searches.
 # At paper scale on a 2-core CPU, flow training is most of the chapter's time: 5,000 Adam steps through
 # 24 MLPs with two 256-wide hidden layers, about 4.7 GFLOP a step, dominated by the 256 x 256 matrix products.
+# Each of the 12 layers needs three of them per step (one forward, two backward), and a profile shows them
+# running close to the CPU's peak arithmetic rate while taking about two thirds of the step: that part is a
+# floor which no reorganisation of the code removes. Evaluating each layer's two MLPs as one batched product
+# removes half of the small operations around them.
 # The validation adds a forward pass over the 10,000 held-out points every 100 steps, the work of about
 # seven training steps (a forward pass is about a third of a step), so some 7% of the training time.
-# Evaluating each layer's two MLPs as one batched product cut the time of 60 training steps by a tenth
-# (7.8 s against 8.7 s for the whole process, one thread). The thread count matters more on a shared machine:
-# with two threads next to other jobs on the same two cores a step took 0.8 s, with one thread 0.1 s, so the
-# paper-scale run in `results/paper/` used `OMP_NUM_THREADS=1` (its README lists the measured times).
+# The searches in Z differentiate the latent only, not the flow's weights (`search.gradient_ascent`), which
+# spares a third of every backward pass through the flow. The paper-scale runs and their times are listed in
+# `results/paper/README.md`.
 
 # %%
 pd.DataFrame({"stage": ["flow training", "classifier training", "ascent in X", "ascent in Z"],

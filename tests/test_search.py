@@ -66,6 +66,19 @@ def test_a_stopped_sample_does_not_move_while_others_continue():
     torch.testing.assert_close(result.x[0], v_start[0])
 
 
+def test_the_networks_weights_get_no_gradient_and_the_search_is_unchanged_by_it():
+    """Only the searched variable is differentiated: a generator's weights keep ``.grad = None``, and the
+    result equals that of the same search with the weights frozen."""
+    v_start, targets = _problem()
+    torch.manual_seed(0)
+    generator = nn.Linear(2, 2).double()
+    result = gradient_ascent(v_start, generator, _distance_score(targets), lr=0.05, max_steps=100)
+    assert all(p.grad is None for p in generator.parameters())
+    frozen = gradient_ascent(v_start, generator.requires_grad_(False), _distance_score(targets), lr=0.05,
+                             max_steps=100)
+    assert torch.equal(result.v, frozen.v) and torch.equal(result.steps, frozen.steps)
+
+
 # Searches on MNIST images -------------------------------------------------------------------------
 
 def images(n: int, seed: int = 0) -> torch.Tensor:

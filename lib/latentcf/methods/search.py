@@ -100,9 +100,13 @@ def gradient_ascent(
 
 def _masked_adam_step(optimizer: torch.optim.Optimizer, v: torch.Tensor, loss: torch.Tensor,
                       active: torch.Tensor) -> None:
-    """One Adam step that leaves the rows of stopped samples exactly where they were."""
+    """One Adam step that leaves the rows of stopped samples exactly where they were.
+
+    The gradient is taken with respect to ``v`` alone: the networks' weights get none (and their
+    ``.grad`` stays untouched), which spares a third of the backward pass through them.
+    """
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward(inputs=[v])
     frozen = v.detach()[~active].clone()
     optimizer.step()
     with torch.no_grad():
