@@ -86,3 +86,20 @@ def test_samples_come_from_the_generator():
 def test_masks_transform_every_coordinate():
     transformed = {i for mask in HELIX_KEEP_MASKS for i, keep in enumerate(mask) if keep == 0}
     assert transformed == {0, 1, 2} and len(HELIX_KEEP_MASKS) == 12
+
+
+def test_narrow_output_layer_gives_autograds_numbers_bit_for_bit():
+    from latentcf.models.flows import _NarrowOutput
+
+    generator = torch.Generator().manual_seed(3)
+    a, w, b = (torch.randn(shape, generator=generator) for shape in ((2, 500, 256), (2, 256, 3), (2, 1, 3)))
+    grad_out = torch.randn(2, 500, 3, generator=generator)
+    plain = [t.clone().requires_grad_(True) for t in (a, w, b)]
+    torch.baddbmm(plain[2], plain[0], plain[1]).backward(grad_out)
+    custom = [t.clone().requires_grad_(True) for t in (a, w, b)]
+    out = _NarrowOutput.apply(*custom)
+    out.backward(grad_out)
+    assert torch.equal(out, torch.baddbmm(b, a, w))
+    for mine, reference in zip(custom, plain):
+        assert mine.grad.shape == reference.grad.shape
+        assert torch.equal(mine.grad, reference.grad)

@@ -54,3 +54,23 @@ def test_a_held_out_loss_that_is_never_finite_is_an_error():
 def test_a_validation_interval_below_one_is_refused():
     with pytest.raises(ValueError, match="every must be >= 1"):
         Validation(lambda: torch.zeros(()), every=0)
+
+
+def test_fit_takes_the_same_steps_as_pytorchs_default_cpu_adamw():
+    def trained(use_fit: bool) -> nn.Module:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 2))
+        x, y = torch.randn(64, 4), torch.randn(64, 2)
+        loss = lambda _: ((model(x) - y) ** 2).mean()  # noqa: E731
+        if use_fit:
+            fit(model, loss, 20, 1e-2, desc="test", weight_decay=0.1)
+            return model
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1, foreach=False)
+        for step in range(20):
+            optimizer.zero_grad()
+            loss(step).backward()
+            optimizer.step()
+        return model
+
+    for mine, reference in zip(trained(True).parameters(), trained(False).parameters()):
+        assert torch.equal(mine, reference)

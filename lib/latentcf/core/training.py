@@ -88,7 +88,9 @@ def fit(
     ``loss_fn`` under :func:`autocast`; ``validation`` keeps the best model on held-out data
     (:class:`Validation`). In a dry run (:class:`latentcf.core.runtime.RunOptions`)
     training stops after :data:`latentcf.core.runtime.DRY_RUN_STEPS` steps. The losses stay on the
-    device until the end: no host synchronisation inside the loop.
+    device until the end: no host synchronisation inside the loop. AdamW runs its multi-tensor
+    (``foreach``) form on every device: the same numbers as the per-tensor loop that PyTorch picks by
+    default on a CPU, in fewer and larger operations.
 
     Returns:
         ``{"loss": [one value per step], "train_s": seconds}``; with ``validation`` also
@@ -101,7 +103,7 @@ def fit(
     prefer_channels_last(model)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters() if parameters is None else parameters, lr=lr,
-                                  weight_decay=weight_decay)
+                                  weight_decay=weight_decay, foreach=True)
     schedule = None if lr_factor is None else torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
     losses = []
     keeper = None if validation is None else _BestKeeper(model, validation.loss)

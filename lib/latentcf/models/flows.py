@@ -52,22 +52,26 @@ class CouplingFlow(nn.Module):
         return self.keep.shape[1]
 
     def _layers(self) -> list[tuple[torch.Tensor, ...]]:
-        """Per layer ``(keep, w1, b1, w2, b2, w3, b3)``, in the order ``g`` applies them.
+        """Per layer ``(keep, free, w1, b1, w2, b2, w3, b3)``, in the order ``g`` applies them (``free = 1 - keep``).
 
         One ``unbind`` per parameter and pass: its backward writes each layer's gradient with one
         stack, where indexing layer by layer would zero and add a full-size gradient per layer.
         """
-        return list(zip(*(p.unbind(0) for p in (self.keep, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3))))
+        stacked = (self.keep, 1 - self.keep, self.w1, self.b1, self.w2, self.b2, self.w3, self.b3)
+        return list(zip(*(p.unbind(0) for p in stacked)))
 
     @staticmethod
     def _log_scale_and_shift(layer: tuple[torch.Tensor, ...], h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``s(m h)`` and ``t(m h)``, zero on the kept coordinates. ``h: (B, D) -> 2 x (B, D)``."""
-        keep, w1, b1, w2, b2, w3, b3 = layer
+        """``s(m h)`` and ``t(m h)``, zero on the kept coordinates. ``h: (B, D) -> 2 x (B, D)``.
+
+        The activations are applied in place (the products' outputs are needed by nothing else), and
+        the output layer is :class:`_NarrowOutput`; both give the same numbers as the plain expression.
+        """
+        keep, free, w1, b1, w2, b2, w3, b3 = layer
         a = (h * keep).expand(2, *h.shape)
-        a = functional.leaky_relu(torch.baddbmm(b1, a, w1))
-        a = functional.leaky_relu(torch.baddbmm(b2, a, w2))
-        a = torch.baddbmm(b3, a, w3)
-        free = 1 - keep
+        a = functional.leaky_relu(torch.baddbmm(b1, a, w1), inplace=True)
+        a = functional.leaky_relu(torch.baddbmm(b2, a, w2), inplace=True)
+        a = _NarrowOutput.apply(a, w3, b3)
         return torch.tanh(a[0]) * free, a[1] * free
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -104,6 +108,29 @@ class CouplingFlow(nn.Module):
         """``n`` samples ``g(z)``, ``z ~ N(0, I)`` drawn on the flow's device and in its dtype. Returns ``(n, D)``."""
         z = torch.randn(n, self.dim, generator=generator, device=self.w1.device, dtype=self.w1.dtype)
         return self.decode(z)
+
+
+class _NarrowOutput(torch.autograd.Function):
+    """``baddbmm(b, a, w)`` for an output only ``D`` wide, with a faster weight gradient than autograd's.
+
+    Autograd computes the weight gradient as ``a^T @ g``, a product whose result has ``D = 3`` columns,
+    a shape for which the CPU's BLAS is slow; this computes ``(g^T @ a)^T``, the same numbers (each
+    entry is the same sum, in the same order) about four times faster. Shapes: ``a: (2, B, H)``,
+    ``w: (2, H, D)``, ``b: (2, 1, D) -> (2, B, D)``.
+    """
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, a: torch.Tensor, w: torch.Tensor,
+                b: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(a, w)
+        return torch.baddbmm(b, a, w)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx,
+                 grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a, w = ctx.saved_tensors
+        grad_w = torch.bmm(grad.transpose(1, 2), a).transpose(1, 2)
+        return torch.bmm(grad, w.transpose(1, 2)), grad_w, grad.sum(1, keepdim=True)
 
 
 def _uniform(shape: tuple[int, ...], fan_in: int) -> nn.Parameter:
