@@ -3,7 +3,7 @@ import math
 import torch
 from torch import nn
 
-from latentcf.models.flows import HELIX_KEEP_MASKS, CouplingFlow, coupling_flow
+from latentcf.models.flows import HELIX_KEEP_MASKS, CouplingFlow, _NarrowOutput, coupling_flow
 
 
 def _flow(hidden=16):
@@ -89,8 +89,6 @@ def test_masks_transform_every_coordinate():
 
 
 def test_narrow_output_layer_gives_autograds_numbers_bit_for_bit():
-    from latentcf.models.flows import _NarrowOutput
-
     generator = torch.Generator().manual_seed(3)
     a, w, b = (torch.randn(shape, generator=generator) for shape in ((2, 500, 256), (2, 256, 3), (2, 1, 3)))
     grad_out = torch.randn(2, 500, 3, generator=generator)

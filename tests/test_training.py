@@ -61,7 +61,10 @@ def test_fit_takes_the_same_steps_as_pytorchs_default_cpu_adamw():
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 2))
         x, y = torch.randn(64, 4), torch.randn(64, 2)
-        loss = lambda _: ((model(x) - y) ** 2).mean()  # noqa: E731
+
+        def loss(_: int) -> torch.Tensor:
+            return ((model(x) - y) ** 2).mean()
+
         if use_fit:
             fit(model, loss, 20, 1e-2, desc="test", weight_decay=0.1)
             return model

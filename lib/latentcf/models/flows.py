@@ -114,8 +114,8 @@ class _NarrowOutput(torch.autograd.Function):
     """``baddbmm(b, a, w)`` for an output only ``D`` wide, with a faster weight gradient than autograd's.
 
     Autograd computes the weight gradient as ``a^T @ g``, a product whose result has ``D = 3`` columns,
-    a shape for which the CPU's BLAS is slow; this computes ``(g^T @ a)^T``, the same numbers (each
-    entry is the same sum, in the same order) about four times faster. Shapes: ``a: (2, B, H)``,
+    a shape for which the CPU's BLAS is slow; this computes ``(g^T @ a)^T``, about four times faster
+    there and with the same numbers bit for bit (``tests/test_flows.py`` checks it). Shapes: ``a: (2, B, H)``,
     ``w: (2, H, D)``, ``b: (2, 1, D) -> (2, B, D)``.
     """
 
