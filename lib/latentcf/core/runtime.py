@@ -5,10 +5,12 @@ Introduced in the helix chapter (``notebooks/helix``) and used by every chapter.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import random
+import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -20,6 +22,12 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 RUN_OPTIONS_ENV = "LATENTCF_RUN_OPTIONS"
 DRY_RUN_STEPS = 2
 """Training steps of every training stage in a dry run (:attr:`RunOptions.dry_run`)."""
+HEAP_MMAP_THRESHOLD = 32 * 2**20
+"""Host blocks below this size (glibc's largest allowed value, 32 MiB) come from the heap, not from ``mmap``."""
+HEAP_TRIM_THRESHOLD = 256 * 2**20
+"""Freed heap memory up to this size stays with the process instead of going back to the system."""
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+"""The ``mallopt`` parameter numbers of glibc's ``malloc.h``."""
 
 
 @dataclass(frozen=True)
@@ -85,16 +93,39 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def configure_device(device: torch.device) -> None:
-    """Let CUDA pick its fastest kernels: TF32 matrix products and convolutions, cuDNN autotuning.
+    """Let CUDA pick its fastest kernels (TF32 matrix products and convolutions, cuDNN autotuning); reuse host memory.
 
     TF32 keeps float32's range with a 10-bit mantissa inside CUDA matrix products (Ampere and
     newer); mixed precision is a separate, per-stage choice (``*_precision`` settings, see
-    :func:`latentcf.core.training.fit`). No effect on the CPU, so smoke numbers do not move.
+    :func:`latentcf.core.training.fit`). On every device the host allocator keeps freed memory
+    (:func:`reuse_host_memory`). Nothing here changes a number on the CPU, so smoke numbers do not move.
     """
+    reuse_host_memory()
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+
+
+def reuse_host_memory() -> bool:
+    """Make glibc's ``malloc`` keep and reuse freed blocks of up to 32 MiB; ``False`` where there is no glibc.
+
+    By default glibc serves blocks from about 128 KiB with ``mmap`` and gives them back when they are
+    freed, so each new activation or gradient of a training step is mapped afresh and its pages
+    fault in again: a paper-scale helix flow step (``notebooks/helix``, 1 MB activations and gradients)
+    took about 8,300 page faults by default and 120 with this policy, and 43 ms instead of 45-48 ms on
+    a 2-core CPU (``tests/test_runtime.py`` checks the faults). With blocks below
+    :data:`HEAP_MMAP_THRESHOLD` on the heap, and up to :data:`HEAP_TRIM_THRESHOLD` of freed heap kept,
+    the same blocks are reused. Where allocation lives changes no value that a computation returns.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)
+                and libc.mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD))
 
 
 def device_description(device: torch.device) -> str:
