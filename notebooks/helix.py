@@ -348,12 +348,16 @@ pd.DataFrame({"t": t_tangent, "sigma_1^2": tangent.eigenvalues[:, 0], "sigma_2^2
 # removes half of the small operations around them. Three more changes leave every number unchanged (the
 # trained flow is identical bit for bit) and shorten each step: the activations applied in place, the output
 # layer's weight gradient computed as a product of a shape the CPU's BLAS handles faster
-# (`models.flows._NarrowOutput`), and AdamW's multi-tensor form in `core.training.fit`.
+# (`models.flows._NarrowOutput`), and AdamW's multi-tensor form in `core.training.fit`. A fourth change is
+# not in the arithmetic at all: every step creates fresh megabyte-sized activations and gradients, and by
+# default the C library hands such blocks back to the system when they are freed, so each one faults its
+# memory pages in again; `core.runtime.reuse_host_memory` (called when a run opens its device) keeps them.
 # The validation adds a forward pass over the 10,000 held-out points every 100 steps, the work of about
 # seven training steps (a forward pass is about a third of a step), so some 7% of the training time.
 # The searches in Z differentiate the latent only, not the flow's weights (`search.gradient_ascent`), which
 # spares a third of every backward pass through the flow. The paper-scale runs and their times are listed in
-# `results/paper/README.md`.
+# `results/paper/README.md`, with paper-scale runs at other seeds: whether every ascent in Z reaching its
+# target is a property of the method or of one trained flow.
 
 # %%
 pd.DataFrame({"stage": ["flow training", "classifier training", "ascent in X", "ascent in Z"],

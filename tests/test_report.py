@@ -113,3 +113,33 @@ def test_a_chapter_without_published_numbers_says_so(tmp_path):
     table = render_report(tmp_path / "none", tmp_path / "none")
     square = table[table.index("## LeapFactual on the square toy"):]
     assert "The papers publish no numbers for this chapter." in square.split("| relation |")[0]
+
+
+def _write_seed(folder, seed, chapter="helix", **metrics):
+    folder.mkdir(parents=True, exist_ok=True)
+    document = {"chapter": chapter, "scale": "paper", "metrics": metrics, **REQUIRED, "seed": seed}
+    (folder / f"helix-seed{seed}.json").write_text(json.dumps(document))
+
+
+def test_runs_at_other_seeds_are_listed_with_their_checks(tmp_path):
+    good = dict(median_distance_x=2.2, median_distance_z=0.005, success_rate_x=1.0, success_rate_z=1.0,
+                classifier_accuracy=1.0, tangent_singular_ratio=0.01, tangent_alignment=0.99)
+    _write(tmp_path / "paper", "paper", **good)
+    _write_seed(tmp_path / "paper" / "seeds", 2, **{**good, "success_rate_z": 0.574})
+    _write_seed(tmp_path / "paper" / "seeds", 1, **good)
+    table = render_report(tmp_path / "none", tmp_path / "paper")
+    rows = table.split("Paper-scale runs at other seeds")[1].split("\n\n")[1].splitlines()
+    seed_rows = rows[2:]
+    assert [row.split(" | ")[0] for row in seed_rows] == ["| 0", "| 1", "| 2"]
+    assert "| 5 of 5 | 5 of 5 |" in seed_rows[1]
+    assert "| 4 of 5 | 5 of 5 |" in seed_rows[2] and "0.574" in seed_rows[2]
+
+
+def test_a_seed_file_of_another_chapter_is_an_error(tmp_path):
+    import pytest
+
+    from latentcf.core.errors import LatentcfError
+
+    _write_seed(tmp_path / "paper" / "seeds", 1, chapter="square", median_distance_z=0.005)
+    with pytest.raises(LatentcfError, match="not a paper-scale run of 'helix'"):
+        render_report(tmp_path / "none", tmp_path / "paper")

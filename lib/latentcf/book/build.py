@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 
 from latentcf.book.bench import committed_dir, fill_projections_page
-from latentcf.book.report import fill_report_page
+from latentcf.book.report import SEEDS_FOLDER, fill_report_page
 from latentcf.chapters.registry import CHAPTERS
 from latentcf.core.errors import LatentcfError, optional_import
 from latentcf.core.paths import build_dir, paper_results_dir, project_root
@@ -99,13 +99,17 @@ def stage_sources(out: Path, scale: str = "smoke", smoke_out: Path | None = None
 def paper_results(folder: Path, fresh: Path | None) -> Path:
     """The paper-scale results the report shows: the committed ``results/paper``, overlaid by ``fresh`` runs.
 
-    Returns ``folder``, which holds one ``<chapter>.json`` per chapter that has a paper-scale run.
+    Returns ``folder``, which holds one ``<chapter>.json`` per chapter that has a paper-scale run, and the
+    committed runs at other seeds (:data:`latentcf.book.report.SEEDS_FOLDER`).
     """
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     for source in (paper_results_dir(), fresh):
         for path in sorted(source.glob("*.json")) if source is not None and source.is_dir() else []:
             shutil.copy2(path, folder / path.name)
+    seeds = paper_results_dir() / SEEDS_FOLDER
+    if seeds.is_dir():
+        shutil.copytree(seeds, folder / SEEDS_FOLDER)
     return folder
 
 

@@ -2,7 +2,9 @@
 per claim and per relation.
 
 Smoke values come from ``build/results`` (this build's run); paper-scale values come from the
-tracked ``results/paper`` folder, which holds committed paper-scale runs with device and date.
+tracked ``results/paper`` folder, which holds committed paper-scale runs with device and date. Its
+``seeds`` folder holds paper-scale runs of a chapter at other seeds (``<chapter>-seed<N>.json``); each chapter
+lists them next to its main run, so that a reader sees whether a result holds beyond one trained model.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 from latentcf.chapters.registry import CHAPTERS
 from latentcf.core.claims import CLAIMS, RELATIONS, Claim, StandardError, Verdict, check_claim, check_relation
+from latentcf.core.errors import LatentcfError
 from latentcf.core.paths import paper_results_dir, results_dir
 from latentcf.core.results import load_results
 
@@ -19,6 +22,8 @@ MARKER = "<!-- results-table -->"
 MARKS = {True: "pass", False: "**fail**", None: "–"}
 NOT_CHECKED = "not checked at this scale"
 WEAK = "weak by construction"
+SEEDS_FOLDER = "seeds"
+"""The subfolder of the paper-scale results with runs at other seeds."""
 
 
 def _load_if_present(path: Path, scale: str) -> dict[str, Any] | None:
@@ -131,12 +136,52 @@ def chapter_table(chapter: str, smoke: dict[str, Any] | None, paper: dict[str, A
     return "\n".join(lines) + "\n"
 
 
+def seed_runs(paper_dir: Path, chapter: str) -> list[dict[str, Any]]:
+    """The paper-scale runs of ``chapter`` in ``paper_dir/seeds`` (``<chapter>-seed<N>.json``), by seed.
+
+    A file there that holds another chapter's run, or a run of another scale, is an error.
+    """
+    folder = paper_dir / SEEDS_FOLDER
+    documents = [(path, load_results(path)) for path in sorted(folder.glob(f"{chapter}-seed*.json"))]
+    for path, document in documents:
+        if document["chapter"] != chapter or document["scale"] != "paper":
+            raise LatentcfError(f"{path} holds a {document['scale']}-scale run of '{document['chapter']}', "
+                                f"not a paper-scale run of '{chapter}'")
+    return sorted((document for _, document in documents), key=lambda document: document["seed"])
+
+
+def seeds_table(chapter: str, paper: dict[str, Any] | None, others: list[dict[str, Any]]) -> str:
+    """Markdown: the main paper-scale run and the runs at other seeds, with their checks and claimed values.
+
+    Claims weak by construction are left out of the count, as in :func:`summary_table`.
+    """
+    if not others:
+        return ""
+    claims = [c for c in CLAIMS if c.chapter == chapter]
+    relations = [r for r in RELATIONS if r.chapter == chapter]
+    lines = ["", "Paper-scale runs at other seeds (`results/paper/seeds`), with the main run; claims "
+             f"{WEAK} are not counted:", "",
+             "| seed | commit | claims passing | relations passing | "
+             + " | ".join(f"`{c.metric}`" for c in claims) + " |",
+             "|---|---|---|---|" + "---|" * len(claims)]
+    for document in ([paper] if paper is not None else []) + others:
+        claim_verdicts = [v for v in (check_claim(c, document) for c in claims) if not v.weak]
+        relation_verdicts = [v for v in (check_relation(r, document) for r in relations) if v.passed is not None]
+        lines.append(f"| {document['seed']} | `{document['git_sha'][:10]}` | "
+                     f"{sum(v.passed is True for v in claim_verdicts)} of {len(claim_verdicts)} | "
+                     f"{sum(bool(v.passed) for v in relation_verdicts)} of {len(relation_verdicts)} | "
+                     + " | ".join(_value(document, c.metric) for c in claims) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def render_report(smoke_dir: Path | None = None, paper_dir: Path | None = None) -> str:
     """The summary and the tables of every chapter as Markdown."""
     smoke_dir, paper_dir = smoke_dir or results_dir(), paper_dir or paper_results_dir()
     documents = {name: (_load_if_present(smoke_dir / f"{name}.json", "smoke"),
                         _load_if_present(paper_dir / f"{name}.json", "paper")) for name in CHAPTERS}
-    return "\n".join([summary_table(documents), *(chapter_table(name, *pair) for name, pair in documents.items())])
+    return "\n".join([summary_table(documents),
+                      *(chapter_table(name, smoke, paper) + seeds_table(name, paper, seed_runs(paper_dir, name))
+                        for name, (smoke, paper) in documents.items())])
 
 
 def fill_report_page(page: Path, smoke_dir: Path | None = None, paper_dir: Path | None = None) -> None:
