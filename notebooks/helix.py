@@ -356,8 +356,8 @@ pd.DataFrame({"t": t_tangent, "sigma_1^2": tangent.eigenvalues[:, 0], "sigma_2^2
 # seven training steps (a forward pass is about a third of a step), so some 7% of the training time.
 # The searches in Z differentiate the latent only, not the flow's weights (`search.gradient_ascent`), which
 # spares a third of every backward pass through the flow. The paper-scale runs and their times are listed in
-# `results/paper/README.md`, with paper-scale runs at other seeds: whether every ascent in Z reaching its
-# target is a property of the method or of one trained flow.
+# `results/paper/README.md`; the [reproduction report](../book/reproduction-report.md) adds paper-scale runs
+# at other seeds, which show whether every ascent in Z reaching its target holds beyond one trained flow.
 
 # %%
 pd.DataFrame({"stage": ["flow training", "classifier training", "ascent in X", "ascent in Z"],
