@@ -1,7 +1,10 @@
 import json
 
+import pytest
+
 from latentcf.book.report import MARKER, fill_report_page, render_report
 from latentcf.core.claims import RELATIONS
+from latentcf.core.errors import LatentcfError
 
 REQUIRED = {"device": "cpu (2 cores)", "seed": 0, "runtime_s": 1.0, "git_sha": "abc", "versions": {}}
 
@@ -136,10 +139,6 @@ def test_runs_at_other_seeds_are_listed_with_their_checks(tmp_path):
 
 
 def test_a_seed_file_of_another_chapter_is_an_error(tmp_path):
-    import pytest
-
-    from latentcf.core.errors import LatentcfError
-
     _write_seed(tmp_path / "paper" / "seeds", 1, chapter="square", median_distance_z=0.005)
     with pytest.raises(LatentcfError, match="not a paper-scale run of 'helix'"):
         render_report(tmp_path / "none", tmp_path / "paper")

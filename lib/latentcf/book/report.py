@@ -87,11 +87,17 @@ def chapter_summary(chapter: str, smoke: dict[str, Any] | None, paper: dict[str,
         if document is None:
             row[f"relations {scale}"] = "no run"
             continue
-        checked = [v for v in (check_relation(r, document) for r in relations) if v.passed is not None]
-        skipped = len(relations) - len(checked)
-        row[f"relations {scale}"] = (f"{sum(v.passed for v in checked)} of {len(checked)}"
-                                     + (f" ({skipped} {NOT_CHECKED})" if skipped else ""))
+        passing, checked = _relations_passing(chapter, document)
+        skipped = len(relations) - checked
+        row[f"relations {scale}"] = f"{passing} of {checked}" + (f" ({skipped} {NOT_CHECKED})" if skipped else "")
     return row
+
+
+def _relations_passing(chapter: str, document: dict[str, Any]) -> tuple[int, int]:
+    """How many of ``chapter``'s relations ``document`` passes, and how many apply at its scale."""
+    checked = [v for v in (check_relation(r, document) for r in RELATIONS if r.chapter == chapter)
+               if v.passed is not None]
+    return sum(bool(v.passed) for v in checked), len(checked)
 
 
 def summary_table(documents: dict[str, tuple[dict[str, Any] | None, dict[str, Any] | None]]) -> str:
@@ -158,7 +164,6 @@ def seeds_table(chapter: str, paper: dict[str, Any] | None, others: list[dict[st
     if not others:
         return ""
     claims = [c for c in CLAIMS if c.chapter == chapter]
-    relations = [r for r in RELATIONS if r.chapter == chapter]
     lines = ["", "Paper-scale runs at other seeds (`results/paper/seeds`), with the main run; claims "
              f"{WEAK} are not counted:", "",
              "| seed | commit | claims passing | relations passing | "
@@ -166,10 +171,10 @@ def seeds_table(chapter: str, paper: dict[str, Any] | None, others: list[dict[st
              "|---|---|---|---|" + "---|" * len(claims)]
     for document in ([paper] if paper is not None else []) + others:
         claim_verdicts = [v for v in (check_claim(c, document) for c in claims) if not v.weak]
-        relation_verdicts = [v for v in (check_relation(r, document) for r in relations) if v.passed is not None]
+        relations_passing, relations_checked = _relations_passing(chapter, document)
         lines.append(f"| {document['seed']} | `{document['git_sha'][:10]}` | "
                      f"{sum(v.passed is True for v in claim_verdicts)} of {len(claim_verdicts)} | "
-                     f"{sum(bool(v.passed) for v in relation_verdicts)} of {len(relation_verdicts)} | "
+                     f"{relations_passing} of {relations_checked} | "
                      + " | ".join(_value(document, c.metric) for c in claims) + " |")
     return "\n".join(lines) + "\n"
 
