@@ -1,4 +1,4 @@
-"""The command line: ``python -m latentcf reproduce|book|bench``.
+"""The command line: ``python -m latentcf reproduce|book|bench|margins``.
 
 Bad input (an unknown chapter or scale, an unavailable device, a missing notebook) and a notebook
 that raises end with one ``error: ...`` line and a non-zero exit status.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from latentcf.book.bench import SECONDS_PER_STAGE
 from latentcf.chapters.registry import CHAPTERS, SCALES
@@ -32,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-missing-weights", action="store_true",
                      help="go on without published weights (ImageNet VGG16, LPIPS) instead of refusing; "
                           "recorded in the results")
+    run.add_argument("--out", type=Path, default=None,
+                     help="folder for executed/ and results/ (default: build/, build/paper or build/dry-run)")
     book = commands.add_parser("book", help="build the HTML book from the executed notebooks")
     book.add_argument("--scale", default="smoke",
                       help="smoke: the smoke runs (build/_build/html); paper: the paper-scale runs, smoke runs noted "
@@ -46,7 +49,26 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--note", default="", help="which machine this is, in words (recorded in the results file)")
     bench.add_argument("--limit-minutes", type=float, default=None,
                        help="exit with status 1 when the projected total exceeds this many minutes")
+    margins = commands.add_parser("margins", help="run chapters at smoke scale at several seeds under one instruction "
+                                                  "set and tabulate every relation's margin over all such runs")
+    margins.add_argument("chapters", nargs="+", metavar="CHAPTER",
+                         help=f"chapter names ({', '.join(CHAPTERS)}) or 'all'")
+    margins.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="seeds (default: 0 to 4)")
+    margins.add_argument("--isa", default="native", help="native or capped (default: native)")
+    margins.add_argument("--threads", type=int, default=1,
+                         help="torch threads per run (default: 1, so that two sweeps share a 2-core machine)")
     return parser
+
+
+def _margins(args: argparse.Namespace) -> int:
+    from latentcf.book.margins import merge, sweep, sweep_dir, tabulate, write_margins
+    from latentcf.book.reproduce import select_chapters
+    from latentcf.core.smoke_evidence import margins_table
+
+    sweep([chapter.name for chapter in select_chapters(args.chapters)], args.seeds, args.isa, args.threads)
+    for path in write_margins(merge(margins_table(), tabulate(sweep_dir()))):
+        print(f"margins written to {path}")
+    return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -67,7 +89,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     from latentcf.core.claims import failures
 
     options = RunOptions(dry_run=args.dry_run, allow_missing_weights=args.allow_missing_weights)
-    verdicts = reproduce(args.chapters, args.scale, args.device, args.seed, args.check, options=options)
+    verdicts = reproduce(args.chapters, args.scale, args.device, args.seed, args.check, out=args.out,
+                         options=options)
     if args.check and not args.dry_run:
         print(format_verdicts(verdicts))
         return 1 if failures(verdicts) else 0
@@ -86,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     or a failed chapter)."""
     args = _parser().parse_args(argv)
     try:
-        return {"reproduce": _reproduce, "book": _book, "bench": _bench}[args.command](args)
+        return {"reproduce": _reproduce, "book": _book, "bench": _bench, "margins": _margins}[args.command](args)
     except LatentcfError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

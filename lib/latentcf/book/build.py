@@ -5,7 +5,10 @@ executed notebooks in place of the output-free ones, the report page filled with
 committed time projections of ``python -m latentcf bench`` (``results/bench``) on the reproduction page, the
 library's source, which chapters show on the page with ``literalinclude`` (the code that ran), and
 the static files that make the book work offline: plotly.js (from the plotly package) and MathJax
-(from the ``django-static-mathjax`` package), served once per site from ``_static``. Jupyter Book
+(from the ``django-static-mathjax`` package), served once per site from ``_static``. Before anything is
+staged, every sentence of the executed notebooks and of the prose pages that states a result is held to the
+results of the run it shows (:func:`latentcf.book.prose.check_book_prose`): a page that its own run
+contradicts stops the build. Jupyter Book
 then renders them without executing anything (``execute_notebooks: 'off'``), and the built pages
 are checked to load nothing from outside the site.
 
@@ -18,6 +21,7 @@ for a chapter without one, its smoke run with a note at the top of the page that
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shutil
 import subprocess
@@ -27,6 +31,7 @@ from pathlib import Path
 import nbformat
 
 from latentcf.book.bench import committed_dir, fill_projections_page
+from latentcf.book.prose import Metrics, check_book_prose
 from latentcf.book.report import SEEDS_FOLDER, fill_report_page
 from latentcf.chapters.registry import CHAPTERS
 from latentcf.core.errors import LatentcfError, optional_import
@@ -69,21 +74,35 @@ def executed_notebook(chapter_notebook: str, scale: str, smoke_out: Path, paper_
                         f"reproduce all' first")
 
 
+def shown_metrics(executed: Path, chapter: str) -> Metrics:
+    """The metrics of the run an executed notebook shows: ``results/<chapter>.json`` beside its ``executed/``.
+
+    ``{}`` where that run wrote no results (nothing can then contradict its prose).
+    """
+    results = executed.parent.parent / "results" / f"{chapter}.json"
+    return json.loads(results.read_text()).get("metrics", {}) if results.is_file() else {}
+
+
 def stage_sources(out: Path, scale: str = "smoke", smoke_out: Path | None = None) -> Path:
     """Copy the book's sources with executed notebooks into ``out/book-src``; return that folder.
 
     ``scale="paper"``: the chapters' paper-scale runs from ``out/executed`` (smoke runs from
     ``smoke_out/executed`` where there is none, noted on the page), and the report's paper-scale column
-    from ``out/results``, then the committed ``results/paper``.
+    from ``out/results``, then the committed ``results/paper``. A sentence of an executed notebook or of a
+    prose page that the run shown contradicts raises :class:`LatentcfError` (:func:`check_book_prose`).
     """
     root, stage = project_root(), out / "book-src"
     smoke_out = smoke_out or out
+    shown = {chapter.name: executed_notebook(chapter.notebook, scale, smoke_out, out) for chapter in CHAPTERS.values()}
+    check_book_prose({name: executed for name, (executed, _) in shown.items()},
+                     {name: shown_metrics(executed, name) for name, (executed, _) in shown.items()},
+                     sorted((root / "book").glob("*.md")))
     shutil.rmtree(stage, ignore_errors=True)
     shutil.copytree(root / "book", stage / "book")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / name, stage / name)
     for chapter in CHAPTERS.values():
-        executed, ran_at = executed_notebook(chapter.notebook, scale, smoke_out, out)
+        executed, ran_at = shown[chapter.name]
         (stage / chapter.notebook).parent.mkdir(parents=True, exist_ok=True)
         stage_notebook(executed, stage / chapter.notebook, note=SMOKE_FALLBACK_NOTE if ran_at != scale else None)
     shutil.copytree(root / "lib" / "latentcf", stage / "lib" / "latentcf",

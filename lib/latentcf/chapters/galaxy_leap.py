@@ -97,6 +97,7 @@ class GalaxyLeapSettings:
     data_dataset: str
     data_synthetic_n: int
     data_synthetic_size: int
+    data_synthetic_test_n: int
     data_image_size: int
     data_crop: int
     data_weak_per_class: int
@@ -158,7 +159,8 @@ class GalaxyLeapSettings:
 PAPER = GalaxyLeapSettings(
     scale="paper",
     # The real data, the official crop of 150 of 256 pixels resized to 128, the first 320 training files per class.
-    data_dataset="galaxy10-decals", data_synthetic_n=0, data_synthetic_size=0, data_image_size=128, data_crop=150,
+    data_dataset="galaxy10-decals", data_synthetic_n=0, data_synthetic_size=0, data_synthetic_test_n=0,
+    data_image_size=128, data_crop=150,
     data_weak_per_class=320,
     # convert_split_train_test.py and Galaxy10_generate_data.py store the images and the CE sets as JPEG files at
     # Pillow's default quality 75, which every later stage reads back.
@@ -197,6 +199,7 @@ SMOKE = dataclasses.replace(
     data_dataset="galaxy10-synthetic",  # offline stand-in: no 2.54 GB download on a 2-core CPU
     data_synthetic_n=3000,  # enough for a weak and a strong classifier that differ; rendered in seconds
     data_synthetic_size=64,  # rendered at 64x64, then cropped and resized as the real 256x256 images are
+    data_synthetic_test_n=2000,  # test-only images: the 10% split of 3,000 is ~300, where one image is 0.3 points
     data_image_size=32,  # at 64x64, 6 WAE epochs took 2 min; the classifiers got their reconstructions wrong
     data_crop=38,  # keeps the same 59% of the frame as the official 150 of 256
     data_weak_per_class=30,  # 300 images (11%, not 20%): each costs nine CEs of N_b + N_i leaps
@@ -326,16 +329,20 @@ def load_data(settings: GalaxyLeapSettings, device: torch.device | str) -> Galax
     if settings.scale == "paper":
         require_published(published_weights(settings), "the paper scale of the Galaxy10 chapter (Tables 3, 5, 6)")
     if settings.data_dataset == "galaxy10-decals":
-        source = galaxy10.open_galaxy10()
+        source, test_only = galaxy10.open_galaxy10(), torch.arange(0)
         description = source.description
     else:
-        source = galaxy10.synthetic_galaxy10(settings.data_synthetic_n, settings.data_synthetic_size)
-        description = (f"galaxy10-synthetic ({len(source)} images, {settings.data_synthetic_size}x"
-                       f"{settings.data_synthetic_size}, seed {source.seed})")
+        source, test_only = galaxy10.synthetic_with_test_set(settings.data_synthetic_n, settings.data_synthetic_test_n,
+                                                             settings.data_synthetic_size)
+        description = (f"galaxy10-synthetic ({settings.data_synthetic_n} images, {settings.data_synthetic_size}x"
+                       f"{settings.data_synthetic_size}, seed {source.seed}; {len(test_only)} test-only images, "
+                       f"seed {galaxy10.TEST_ONLY_SEED})")
     if settings.data_jpeg_quality:
         source = jpeg_stored(source, settings.data_jpeg_quality, description)
         description = source.description
-    train, test = galaxy10.official_split(source.labels)
+    pool = len(source) - len(test_only)
+    train, test = galaxy10.official_split(source.labels[:pool])
+    test = torch.cat([test, test_only])
     weak = galaxy10.weak_subset(train, source.labels, settings.data_weak_per_class)
     return GalaxyData(source, source.labels, train, test, weak, settings.data_crop, settings.data_image_size,
                       f"{description}; centre crop {settings.data_crop}, resized to {settings.data_image_size}; "

@@ -29,6 +29,7 @@ from latentcf.core.paths import project_root, results_dir
 from latentcf.core.runtime import (
     RunOptions,
     configure_device,
+    cpu_description,
     device_description,
     resolve_device,
     run_options,
@@ -93,7 +94,7 @@ class Run:
     def describe(self, **facts: str) -> None:
         """Record named text facts of the run (e.g. ``dataset="galaxy10-synthetic"``) as top-level keys."""
         for name, text in facts.items():
-            if name in REQUIRED_KEYS or name in ("date", "settings", *OPTION_KEYS) or not isinstance(text, str):
+            if name in REQUIRED_KEYS or name in ("date", "settings", "cpu", *OPTION_KEYS) or not isinstance(text, str):
                 raise ValueError(f"fact '{name}' must be a string under a name the results file does not use")
             self.facts[name] = text
 
@@ -103,6 +104,7 @@ class Run:
             "chapter": self.chapter,
             "scale": self.scale,
             "device": device_description(self.device),
+            "cpu": cpu_description(),
             "seed": self.seed,
             "runtime_s": round(time.perf_counter() - self.started, 2),
             "git_sha": git_sha(),

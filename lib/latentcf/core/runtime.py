@@ -9,9 +9,12 @@ import ctypes
 import hashlib
 import json
 import os
+import platform
 import random
 import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -126,6 +129,35 @@ def reuse_host_memory() -> bool:
         return False
     return bool(libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD)
                 and libc.mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD))
+
+
+ISA_CAP_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_CBWR", "NPY_DISABLE_CPU_FEATURES")
+"""The environment variables that cap the instruction set of ATen's kernels, oneDNN, MKL and NumPy: each library
+picks its kernels by the CPU it finds, so one seed gives other numbers on another CPU unless they are capped."""
+RECORDED_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+"""The CPU flags whose presence changes which kernels run (``/proc/cpuinfo``), recorded with every run."""
+
+
+def cpu_description() -> dict[str, Any]:
+    """The CPU a run computed on, as a results file records it.
+
+    ``model`` and ``flags`` (those of :data:`RECORDED_CPU_FLAGS` the CPU has) come from ``/proc/cpuinfo``
+    where it exists; ``aten_capability`` is the instruction set ATen's kernels use (``"AVX2"``,
+    ``"AVX512"``, ``"DEFAULT"``), ``threads`` torch's intra-op threads, ``caps`` the set variables of
+    :data:`ISA_CAP_VARIABLES`.
+    """
+    model, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    return {"model": model, "flags": [flag for flag in RECORDED_CPU_FLAGS if flag in flags],
+            "aten_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+            "caps": {name: os.environ[name] for name in ISA_CAP_VARIABLES if name in os.environ}}
 
 
 def device_description(device: torch.device) -> str:
