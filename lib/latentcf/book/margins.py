@@ -4,9 +4,10 @@
 runs each chapter at smoke scale in a fresh process per seed, with its own model cache, keeps each
 results file under ``build/margins/<isa>/seed<N>/``, and then tabulates every relation's margin over
 all the runs found there: :data:`latentcf.core.smoke_evidence.MARGINS_FILE` (read by the check) and
-``results/smoke/margins.md`` (read by people). A run already there is not repeated, and the runs of the
-shipped table are kept (:func:`merge`), so sweeps on several machines or days add up. The capped instruction set stands in for another CPU: ATen's
-kernels without vector extensions, oneDNN and MKL at AVX, whatever this CPU offers.
+``results/smoke/margins.md`` (read by people). A run already there is not repeated, and the runs of
+the shipped table are kept (:func:`merge`), so sweeps on several machines or days add up. The capped
+instruction set stands in for another CPU: ATen's kernels without vector extensions, oneDNN and MKL
+at AVX, whatever this CPU offers.
 """
 
 from __future__ import annotations
