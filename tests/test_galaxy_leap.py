@@ -18,13 +18,27 @@ from latentcf.data import galaxy10
 from latentcf.metrics import image_metrics
 
 TINY = dataclasses.replace(
-    galaxy_leap.SMOKE, data_synthetic_n=600, data_synthetic_size=40, data_weak_per_class=2, wae_widths=(4, 8),
+    galaxy_leap.SMOKE, data_synthetic_n=600, data_synthetic_size=40, data_synthetic_test_n=100, data_weak_per_class=2,
+    wae_widths=(4, 8),
     wae_bottleneck=16, wae_epochs=1, wae_batch=32, wae_discriminator_base=4, classifier_width=1 / 64,
     classifier_hidden=8, classifier_epochs=1, classifier_min_steps=0, classifier_batch=32, flow_width=16,
     flow_layers=2, flow_epochs=2, flow_batch=16, flow_lr_drop_epoch=1, leap_n_blend=2, leap_n_inject=3,
     leap_blend_sweep=(1, 2, 3), leap_inject_sweep=(0, 1, 3), leap_gamma_lift_sweep=(1.0,),
     leap_gamma_land_sweep=(1.025,), leap_gamma_sweep_inject=(1,), leap_gamma_sweep_sources=3,
     leap_sources_per_batch=8, leap_solver_steps=1, table3_runs=2, eval_batch=64)
+
+
+def test_the_smoke_test_set_adds_images_no_model_trains_on_to_the_official_split():
+    data = galaxy_leap.load_data(TINY, "cpu")
+    pool = galaxy10.synthetic_galaxy10(600, 40)
+    official_train, official_test = galaxy10.official_split(pool.labels)
+    test_only = torch.arange(600, 700)
+    assert torch.equal(data.train, official_train) and torch.equal(data.test, torch.cat([official_test, test_only]))
+    assert not set(data.weak.tolist()) & set(test_only.tolist()) and len(data.labels) == 700
+    assert torch.equal(data.source.read_images(torch.arange(600)), pool.images)
+    extra = galaxy10.synthetic_galaxy10(100, 40, seed=galaxy10.TEST_ONLY_SEED)
+    assert torch.equal(data.source.read_images(test_only), extra.images)
+    assert torch.equal(data.labels[test_only], extra.labels) and "100 test-only images" in data.description
 
 
 def test_targets_are_the_nine_other_classes_of_every_source():
