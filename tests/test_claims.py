@@ -294,3 +294,10 @@ def test_a_smoke_run_reports_an_ungated_relation_and_fails_a_gated_one():
     text = format_verdicts([reported_verdict, gated_verdict])
     assert text.splitlines()[0].startswith("MISS") and text.splitlines()[1].startswith("FAIL")
     assert text.splitlines()[-1] == "claims: 0 passed, 1 failed" and "1 relations missed" in text
+
+
+def test_a_smoke_run_that_breaks_a_gated_helix_relation_fails_the_check():
+    tenth = next(r for r in RELATIONS if r.chapter == "helix" and "tenth" in r.text)
+    assert tenth.smoke_gated
+    failed = failures(check_document(_document("smoke", median_distance_x=1.0, median_distance_z=0.5)))
+    assert [v.name for v in failed] == [tenth.text]

@@ -89,10 +89,11 @@ def test_tabulate_gives_each_relation_its_margin_per_run_and_merge_keeps_earlier
             for r in RELATIONS if r.chapter == "helix"} == expected
     later = tmp_path / "later"
     _write_run(later, "native", 1, HELIX)
-    merged = merge(table, tabulate(later))
+    merged = merge({**table, "notes": ["first sweep"]}, {**tabulate(later), "notes": ["second sweep"]})
+    assert merged["notes"] == ["first sweep", "second sweep"]
     assert set(merged["runs"]) == {"native/seed0", "capped/seed0", "native/seed1"}
     assert merged["margins"][relation_key("helix", tenth.text)]["capped/seed0"] == pytest.approx(-0.1)
     page = margins_markdown(merged)
-    assert "| native/seed0 | a CPU (avx2) | AVX2 | 1 | none | abc1234567 |" in page
+    assert "| native/seed0 | a CPU (avx2) | AVX2 | 1 | none | abc1234567 |" in page and "- second sweep" in page
     row = next(line for line in page.splitlines() if line.startswith("| median distance to the helix in Z"))
     assert row.endswith("| 2 of 3 | reported |") and "-0.1 |" in row

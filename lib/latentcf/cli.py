@@ -57,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     margins.add_argument("--isa", default="native", help="native or capped (default: native)")
     margins.add_argument("--threads", type=int, default=1,
                          help="torch threads per run (default: 1, so that two sweeps share a 2-core machine)")
+    margins.add_argument("--note", default="", help="a sentence about these runs, kept with the table")
     return parser
 
 
@@ -66,7 +67,8 @@ def _margins(args: argparse.Namespace) -> int:
     from latentcf.core.smoke_evidence import margins_table
 
     sweep([chapter.name for chapter in select_chapters(args.chapters)], args.seeds, args.isa, args.threads)
-    for path in write_margins(merge(margins_table(), tabulate(sweep_dir()))):
+    table = merge(margins_table(), {**tabulate(sweep_dir()), "notes": [args.note] if args.note else []})
+    for path in write_margins(table):
         print(f"margins written to {path}")
     return 0
 

@@ -106,7 +106,8 @@ def merge(earlier: dict[str, Any], later: dict[str, Any]) -> dict[str, Any]:
     """
     keys = {relation_key(r.chapter, r.text) for r in RELATIONS}
     margins = {key: {**earlier["margins"].get(key, {}), **later["margins"].get(key, {})} for key in sorted(keys)}
-    return {**later, "runs": {**earlier["runs"], **later["runs"]}, "margins": margins}
+    notes = list(dict.fromkeys([*earlier.get("notes", []), *later.get("notes", [])]))
+    return {**later, "runs": {**earlier["runs"], **later["runs"]}, "margins": margins, "notes": notes}
 
 
 def _margin(relation: Relation, document: dict[str, Any] | None) -> float | None:
@@ -122,7 +123,7 @@ def margins_markdown(table: dict[str, Any]) -> str:
              "How far each smoke run is from failing each relation, in the units of the relation's metrics "
              "(positive: it holds). Written by `python -m latentcf margins`; a relation fails a smoke run's check "
              "only where it held at every run of at least 5 seeds under both instruction sets.", "",
-             "| run | CPU | ATen kernels | threads | caps | commit | date | seconds by chapter |",
+             "| run | CPU | ATen kernels | threads | caps | commit | date | notebook seconds by chapter |",
              "|---|---|---|---|---|---|---|---|"]
     for label, run in table["runs"].items():
         cpu = run["cpu"]
@@ -131,6 +132,7 @@ def margins_markdown(table: dict[str, Any]) -> str:
         lines.append(f"| {label} | {cpu.get('model', '?')} ({', '.join(cpu.get('flags', []))}) | "
                      f"{cpu.get('aten_capability', '?')} | {cpu.get('threads', '?')} | {caps} | "
                      f"{', '.join(run['git_sha'])} | {', '.join(run['dates'])} | {seconds} |")
+    lines += ["", *(f"- {note}" for note in table.get("notes", []))]
     for chapter in dict.fromkeys(r.chapter for r in RELATIONS):
         lines += ["", f"## {chapter}", "", "| relation | " + " | ".join(labels) + " | held | smoke check |",
                   "|---|" + "---|" * (len(labels) + 2)]
