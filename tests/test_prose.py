@@ -176,7 +176,8 @@ def test_the_relation_table_shows_every_relation_of_the_chapter_with_its_verdict
     metrics = {"median_distance_x": 2.0, "median_distance_z": 0.01, "success_rate_x": 1.0,
                "tangent_singular_ratio": 0.5, "tangent_alignment": 0.99, "classifier_accuracy": None}
     frame = prose.relation_frame({"chapter": "helix", "scale": "paper", "metrics": metrics, "settings": {}})
-    assert list(frame.columns) == ["relation", "holds", "margin", "check", "note"]
+    assert list(frame.columns) == ["relation", "holds", "margin", "check", "smoke margins", "note"]
+    assert set(frame["smoke margins"]) == {"held at 10 of 10 runs"}
     assert list(frame["relation"]) == [relation.text for relation in helix]
     verdicts = dict(zip(frame["relation"], frame["holds"]))
     assert verdicts[helix[0].text] == "yes" and verdicts["the classifier is at least 95% accurate on the helix"] == "no"

@@ -26,6 +26,7 @@ from typing import Any
 
 from latentcf.core.claims import MORPHO_ROWS, RELATIONS, SQUARE_BLEND_ALPHAS, check_relation, sweep_names
 from latentcf.core.errors import LatentcfError, optional_import
+from latentcf.core.smoke_evidence import smoke_power
 
 Metrics = dict[str, float | None]
 """A run's recorded metrics; ``None`` is a value a dry run could not define."""
@@ -310,17 +311,22 @@ def relation_frame(document: dict[str, Any]) -> Any:
     ``document``: a results document (``run.as_dict()``). Columns: ``relation``, ``holds`` (yes, no, or n/a
     where it is not evaluated at this scale), ``margin`` (how far the run is from failing it), ``check``
     (``gated``: a miss fails ``reproduce --check``; ``reported``: a smoke run shows it without failing on
-    it) and ``note`` (why it does not hold, or why it is only reported). Metrics a dry run left undefined
-    count as missing.
+    it), ``smoke margins`` (at how many runs of the shipped smoke margins it held,
+    :mod:`latentcf.core.smoke_evidence`) and ``note`` (why it does not hold, or why it is only reported).
+    Metrics a dry run left undefined count as missing.
     """
     pandas = optional_import("pandas", "pandas", "the table of a run's relations")
     recorded = {**document, "metrics": {name: value for name, value in document["metrics"].items()
                                         if defined(value)}}
-    verdicts = [check_relation(relation, recorded) for relation in RELATIONS if relation.chapter == document["chapter"]]
+    relations = [relation for relation in RELATIONS if relation.chapter == document["chapter"]]
+    verdicts = [check_relation(relation, recorded) for relation in relations]
+    powers = [smoke_power(relation.chapter, relation.text, relation.inclusive) for relation in relations]
     return pandas.DataFrame({
         "relation": [verdict.name for verdict in verdicts],
         "holds": [HOLDS[verdict.passed] for verdict in verdicts],
         "margin": [number(verdict.margin) if verdict.margin is not None else "" for verdict in verdicts],
         "check": ["gated" if verdict.gated else "reported" for verdict in verdicts],
+        "smoke margins": [f"held at {power.held} of {power.evaluated} runs" if power.evaluated else "no runs yet"
+                          for power in powers],
         "note": ["" if verdict.passed else verdict.detail for verdict in verdicts],
     })
