@@ -52,7 +52,7 @@ import sys
 
 if importlib.util.find_spec("latentcf") is None:  # on Colab: install the book's library
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "latentcf[notebook,mnist] @ git+https://github.com/latentcf/latentcf-book#subdirectory=lib"],
+                    "latentcf[notebook,mnist] @ git+https://github.com/latentcf/latentcf-book@v0.1.0#subdirectory=lib"],
                    check=True)
 
 # %% tags=["parameters"]

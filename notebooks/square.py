@@ -18,7 +18,7 @@
 # # LeapFactual on the square toy
 #
 # The diffeomorphic counterfactuals of the previous chapter climb the gradient of a classifier.
-# LeapFactual (Cai et al.) needs no gradient at all: a conditional flow-matching model learns to move
+# LeapFactual (Cao et al.) needs no gradient at all: a conditional flow-matching model learns to move
 # between a *flattened* latent space, where class and style are entangled, and a *structured* one,
 # where the class has been taken out. Going up (a *lift*) under the current label removes the class,
 # coming down (a *land*) under the target label puts the target class in. How much of each is done
@@ -40,7 +40,7 @@ import sys
 
 if importlib.util.find_spec("latentcf") is None:  # on Colab: install the book's library
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "latentcf[notebook] @ git+https://github.com/latentcf/latentcf-book#subdirectory=lib"],
+                    "latentcf[notebook] @ git+https://github.com/latentcf/latentcf-book@v0.1.0#subdirectory=lib"],
                    check=True)
 
 # %% tags=["parameters"]

@@ -1,13 +1,14 @@
 """The Colab install line of every notebook works: a fresh environment with exactly its extras imports it all.
 
-Each notebook installs the library on Colab with ``pip install "latentcf[extras] @ git+...#subdirectory=lib"``.
+Each notebook installs the library on Colab with
+``pip install "latentcf[extras] @ git+<repository>@v<version>#subdirectory=lib"``, the release that
+``lib/pyproject.toml`` names (``public_home.py``).
 This test installs ``lib/`` with exactly those extras into a new virtual environment (CPU torch first, as
 the README's set-up does, so no CUDA build is pulled) and runs every import statement of the notebook.
 Notebooks with the same extras share one environment; the environments are built in parallel.
 """
 
 import ast
-import re
 import shutil
 import subprocess
 import sys
@@ -15,11 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from public_home import install_line_pattern, public_home
 
 from latentcf.core.paths import project_root
 
 ROOT = project_root(Path(__file__).parent)
-INSTALL_LINE = re.compile(r'"latentcf(\[[a-z0-9,\-]*\])? @ git\+https://github\.com/latentcf/latentcf-book#subdirectory=lib"')
+INSTALL_LINE = install_line_pattern(public_home())
 CPU_TORCH = "torch==2.13.0"
 
 

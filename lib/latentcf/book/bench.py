@@ -47,7 +47,7 @@ from latentcf.chapters import galaxy_leap, helix, mnist_compare, mnist_diffeo, m
 from latentcf.chapters.registry import Chapter
 from latentcf.core.errors import LatentcfError
 from latentcf.core.paths import build_dir, project_root
-from latentcf.core.results import git_sha
+from latentcf.core.results import git_sha, short_commit
 from latentcf.core.runtime import configure_device, device_description, resolve_device
 from latentcf.core.training import fit, prefer_channels_last
 from latentcf.data import galaxy10
@@ -958,8 +958,8 @@ def provenance(document: dict[str, Any]) -> str:
     """One sentence on where and when a projection was measured."""
     machine = document["device"] + (f" ({document['note']})" if document["note"] else "")
     return (f"Measured on {machine} with torch {document['torch']} on {document['threads']} thread(s), "
-            f"{document['date']}, commit `{document['git_sha'][:10]}`, {document['seconds_per_stage']:g} s timed "
-            f"per stage.")
+            f"{document['date']}, commit `{short_commit(document['git_sha'])}`, "
+            f"{document['seconds_per_stage']:g} s timed per stage.")
 
 
 def markdown_table(document: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from latentcf.core.claims import RELATIONS, Relation, check_relation
 from latentcf.core.errors import LatentcfError
 from latentcf.core.paths import build_dir, project_root
-from latentcf.core.results import load_results
+from latentcf.core.results import load_results, short_commit
 from latentcf.core.smoke_evidence import MARGINS_FILE, relation_key, run_label, smoke_power
 
 ISA_CAPS = {
@@ -73,7 +73,7 @@ def _run_record(isa: str, documents: list[dict[str, Any]]) -> dict[str, Any]:
     """One run of the table (one seed under one instruction set): its machine, commit and chapter times."""
     cpu = next((document["cpu"] for document in documents if "cpu" in document), {})
     return {"isa": isa, "seed": documents[0]["seed"], "caps": ISA_CAPS[isa], "cpu": cpu,
-            "git_sha": sorted({document["git_sha"][:10] for document in documents}),
+            "git_sha": sorted({short_commit(document["git_sha"]) for document in documents}),
             "dates": sorted({document.get("date", "")[:10] for document in documents}),
             "runtime_s": {document["chapter"]: document["runtime_s"] for document in documents}}
 

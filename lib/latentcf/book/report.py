@@ -25,7 +25,7 @@ from latentcf.core.claims import (
 )
 from latentcf.core.errors import LatentcfError
 from latentcf.core.paths import paper_results_dir, results_dir
-from latentcf.core.results import load_results
+from latentcf.core.results import load_results, short_commit
 from latentcf.core.smoke_evidence import smoke_power
 
 MARKER = "<!-- results-table -->"
@@ -59,7 +59,7 @@ def _provenance(label: str, document: dict[str, Any] | None) -> str:
     if document is None:
         return f"- {label}: no run yet."
     return (f"- {label}: {document['scale']} scale on {document['device']}, seed {document['seed']}, "
-            f"{document.get('date', 'date unknown')}, commit `{document['git_sha'][:10]}`, "
+            f"{document.get('date', 'date unknown')}, commit `{short_commit(document['git_sha'])}`, "
             f"{document['runtime_s']:.0f} s.")
 
 
@@ -202,7 +202,7 @@ def seeds_table(chapter: str, paper: dict[str, Any] | None, others: list[dict[st
     for document in ([paper] if paper is not None else []) + others:
         claim_verdicts = [v for v in (check_claim(c, document) for c in claims) if not v.weak]
         relations_passing, relations_checked = _relations_passing(chapter, document)
-        lines.append(f"| {document['seed']} | `{document['git_sha'][:10]}` | "
+        lines.append(f"| {document['seed']} | `{short_commit(document['git_sha'])}` | "
                      f"{sum(v.passed is True for v in claim_verdicts)} of {len(claim_verdicts)} | "
                      f"{relations_passing} of {relations_checked} | "
                      + " | ".join(_value(document, c.metric) for c in claims) + " |")

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import platform
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -167,13 +168,52 @@ def load_results(path: Path) -> dict[str, Any]:
 
 
 def git_sha() -> str:
-    """The commit of the project checkout, or ``"unknown"`` outside a git checkout."""
+    """The commit of the book's git checkout; outside one (Colab), where the installed library came from.
+
+    The checkout is the folder with ``_toc.yml`` (:func:`latentcf.core.paths.project_root`); where there is none,
+    or it is not a git checkout, :func:`installed_origin` says where ``latentcf`` was installed from.
+    """
+    root = project_root()
+    if not (root / "_toc.yml").is_file():
+        return installed_origin()
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), check=True,
-                             capture_output=True, text=True)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True, text=True)
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return installed_origin()
     return out.stdout.strip()
+
+
+def short_commit(git_sha_value: str) -> str:
+    """A results file's ``git_sha`` for a table: a commit's first 10 hex digits, any other origin whole."""
+    return git_sha_value[:10] if re.fullmatch(r"[0-9a-f]{40}", git_sha_value) else git_sha_value
+
+
+def installed_origin(distribution: str = "latentcf") -> str:
+    """Where the installed ``distribution`` came from, from its PEP 610 ``direct_url.json``.
+
+    ``"git+<url>@<commit_id>"`` (with ``#subdirectory=...`` where pip was given one) for an install from a VCS,
+    the URL of the archive or the folder for other direct installs (``" (editable)"`` added where it is one),
+    ``"latentcf <version> from PyPI"`` where there is no ``direct_url.json`` (installed from a package index),
+    and ``"unknown"`` where the distribution is not installed or its ``direct_url.json`` cannot be read.
+    """
+    try:
+        installed = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+    text = installed.read_text("direct_url.json")
+    if text is None:
+        return f"{distribution} {installed.version} from PyPI"
+    try:
+        direct = json.loads(text)
+        url = direct["url"]
+        vcs = direct.get("vcs_info")
+        subdirectory = f"#subdirectory={direct['subdirectory']}" if direct.get("subdirectory") else ""
+        if vcs is not None:
+            return f"{vcs['vcs']}+{url}@{vcs['commit_id']}{subdirectory}"
+        editable = " (editable)" if direct.get("dir_info", {}).get("editable") else ""
+        return f"{url}{subdirectory}{editable}"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return "unknown"
 
 
 def package_versions() -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 The real data set is one HDF5 file of 17,736 colour images (256 x 256 x 3 uint8, the g, r, z bands
 of the DESI Legacy Surveys rendered as RGB) with one of ten morphology classes each. It is 2.54 GB:
-:func:`download_galaxy10` fetches it once (``pooch``, SHA256-checked) and :class:`Galaxy10File`
+:func:`download_galaxy10` fetches it once (resumable, SHA256-checked) and :class:`Galaxy10File`
 reads it lazily with ``h5py``, a batch of images at a time, never the whole file as floats.
 Train/test split and the weak classifier's class-balanced "20%" subset follow the official code of
 LeapFactual (``Galaxy10/galaxy10_data/convert_split_train_test.py``) exactly.
@@ -27,8 +27,9 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from latentcf.core.cache import cached_tensors
+from latentcf.core.download import download_file, known_digest
 from latentcf.core.errors import LatentcfError, optional_import
-from latentcf.core.paths import cache_dir, file_digest
+from latentcf.core.paths import cache_dir
 from latentcf.core.runtime import run_options
 from latentcf.data.dry_run import fabricated_folder, first_per_class, is_fabricated, skip_checksum
 
@@ -59,26 +60,26 @@ def galaxy10_path() -> Path:
 
 
 def download_galaxy10(path: Path | None = None) -> Path:
-    """Download the real file once (2.54 GB, from Zenodo) and check its SHA256; return its path.
+    """Download the real file once (2.54 GB, from :data:`URL`) and check its SHA256; return its path.
 
-    A file already there with the right checksum is kept; a damaged one is downloaded again.
+    A file already there with the right checksum is kept (its digest is computed once,
+    :func:`latentcf.core.download.known_digest`); a damaged one is replaced only once a new download has the
+    right checksum. A cut transfer resumes where it stopped, within this call and in the next one
+    (:func:`latentcf.core.download.download_file`).
     """
     path = galaxy10_path() if path is None else Path(path)
-    pooch = optional_import("pooch", "pooch", "downloading Galaxy10 DECaLS")
-    try:
-        fetched = pooch.retrieve(URL, known_hash=f"sha256:{SHA256}", fname=path.name, path=path.parent,
-                                 progressbar=True)
-    except Exception as exc:
-        raise LatentcfError(f"could not download Galaxy10 DECaLS from {URL} ({exc}). Without internet, "
-                            f"put {FILENAME} (SHA256 {SHA256}) at {path}") from exc
-    return Path(fetched)
+    if path.is_file() and known_digest(path, "sha256") == SHA256:
+        return path
+    return download_file([URL], path, SHA256, "sha256",
+                         fix=f"Without internet, put {FILENAME} (SHA256 {SHA256}) at {path}.")
 
 
 class Galaxy10File:
     """Lazy access to a Galaxy10 HDF5 file: labels in memory, images read per batch.
 
     The file is checked on opening: it must exist, have the expected SHA256 (``sha256=None`` skips
-    the check, for files made by tests) and hold the keys ``images`` ``(N, H, W, 3)`` uint8 and
+    the check, for files made by tests; the file is hashed once for each size and modification time,
+    :func:`latentcf.core.download.known_digest`) and hold the keys ``images`` ``(N, H, W, 3)`` uint8 and
     ``ans`` ``(N,)``. Any failure raises :class:`LatentcfError` saying where the file belongs and
     how to get it.
     """
@@ -89,7 +90,7 @@ class Galaxy10File:
                f"{FILENAME} to {self.path}.")
         if not self.path.is_file():
             raise LatentcfError(f"Galaxy10 DECaLS not found at {self.path}. {how}")
-        if sha256 is not None and (actual := file_digest(self.path, "sha256")) != sha256:
+        if sha256 is not None and (actual := known_digest(self.path, "sha256")) != sha256:
             raise LatentcfError(f"{self.path} is damaged or incomplete (SHA256 {actual}, expected {sha256}). "
                                 f"Delete it. {how}")
         h5py = optional_import("h5py", "h5py", "reading Galaxy10 DECaLS")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import urllib.request
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from latentcf.core.download import download_file
 from latentcf.core.errors import LatentcfError, optional_import
 from latentcf.core.errors import check_unit_images as check_unit_images  # moved to core; still importable here
 from latentcf.core.paths import cache_dir, file_digest
@@ -293,25 +293,10 @@ def _offline(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _download(name: str, md5: str, root: Path) -> None:
-    """Fetch one official file into ``root``, trying each mirror until one gives the right md5."""
-    target = root / name
-    partial = target.with_name(name + ".part")
-    failures = []
-    for mirror in MIRRORS:
-        try:
-            with urllib.request.urlopen(mirror + name, timeout=60) as response, open(partial, "wb") as out:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=name) as bar:
-                    for block in iter(lambda: response.read(1 << 16), b""):
-                        out.write(block)
-                        bar.update(len(block))
-        except OSError as exc:
-            failures.append(f"{mirror}: {exc}")
-            continue
-        if (actual := file_digest(partial, "md5")) == md5:
-            partial.replace(target)
-            return
-        failures.append(f"{mirror}: md5 {actual}, expected {md5}")
-    partial.unlink(missing_ok=True)
-    raise LatentcfError(f"could not download {name} ({'; '.join(failures)}). Without internet, copy the "
-                        f"official file (md5 {md5}) to {target}, or use source='offline' for smoke scale.")
+    """Fetch one official file into ``root``, trying each of :data:`MIRRORS` until one gives the right md5.
+
+    Resumable and retried (:func:`latentcf.core.download.download_file`); a file with another md5 is never kept.
+    """
+    download_file([mirror + name for mirror in MIRRORS], root / name, md5, "md5",
+                  fix=f"Without internet, copy the official file (md5 {md5}) to {root / name}, or use "
+                      f"source='offline' for smoke scale.")
