@@ -43,6 +43,8 @@ def test_an_at_least_relation_holds_at_a_zero_margin_and_unevaluated_runs_do_not
     power = smoke_power("helix", "x", True, _table(margins))
     assert power.shown_everywhere and power.evaluated == MIN_SEEDS * MIN_ISAS
     assert smoke_power("helix", "unknown", False, _table(margins)).describe().startswith("no smoke run")
+    one = smoke_power("helix", "x", False, _table({run_label("native", 0): 0.1}))
+    assert one.describe() == "shown at 1 of 1 smoke runs (1 seed x 1 instruction set)"
 
 
 def test_the_registry_gates_exactly_the_relations_the_shipped_margins_show_everywhere():

@@ -77,8 +77,9 @@ class SmokePower:
         if self.evaluated == 0:
             return "no smoke run in the margins table evaluated it"
         seeds = len({seed for seeds in self.seeds_by_isa.values() for seed in seeds})
-        return (f"shown at {self.held} of {self.evaluated} smoke runs ({seeds} seeds x {len(self.seeds_by_isa)} "
-                "instruction sets)")
+        isas = len(self.seeds_by_isa)
+        return (f"shown at {self.held} of {self.evaluated} smoke runs ({seeds} seed{'s' * (seeds != 1)} x {isas} "
+                f"instruction set{'s' * (isas != 1)})")
 
 
 def smoke_power(chapter: str, text: str, inclusive: bool, table: dict[str, Any] | None = None) -> SmokePower:
