@@ -154,14 +154,20 @@ def document(**overrides):
     return {"chapter": "mnist_compare", "scale": "smoke", "settings": {}, "metrics": metrics}
 
 
+def _not_holding(verdicts):
+    """The relations a run does not satisfy, whether its scale is gated on them or only reports them."""
+    return [verdict for verdict in verdicts if verdict.passed is False]
+
+
 def test_the_papers_statements_pass_on_a_run_that_shows_them():
-    assert failures(check_document(document())) == []
+    assert _not_holding(check_document(document())) == []
 
 
 @pytest.mark.parametrize("broken", [{"oracle_z_4to9": 0.1}, {"knn_x_4to9": 0.9}, {"im1_z_4to9": 1.2},
                                     {"acc_vae": 0.99}])
 def test_each_statement_fails_on_a_run_built_to_break_it(broken):
-    assert len(failures(check_document(document(**broken)))) == 1
+    assert len(_not_holding(check_document(document(**broken)))) == 1
+    assert len(failures(check_document({**document(**broken), "scale": "paper"}))) == 1
 
 
 
