@@ -401,4 +401,4 @@ pd.Series(run.metrics, name=f"{SCALE} scale on {run.as_dict()['device']}").to_fr
 # (the reproduction report has the table of margins).
 
 # %%
-prose.relation_frame(run.as_dict())
+prose.relation_table(run.as_dict())

@@ -437,4 +437,4 @@ comparison
 # report has the table of margins).
 
 # %%
-prose.relation_frame(run.as_dict())
+prose.relation_table(run.as_dict())

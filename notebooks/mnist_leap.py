@@ -456,4 +456,4 @@ pd.Series(run.metrics, name=f"{SCALE} scale on {run.as_dict()['device']}").to_fr
 # [reproduction report](../book/reproduction-report.md) has the table of margins).
 
 # %%
-prose.relation_frame(run.as_dict())
+prose.relation_table(run.as_dict())

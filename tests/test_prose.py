@@ -193,3 +193,9 @@ def test_the_sentence_helpers_say_when_a_value_is_undefined():
     assert prose.number(0.123456) == "0.123" and prose.number(None) == prose.number(float("nan")) == "n/a"
     assert prose.ordered(2, 1) == "above" and prose.ordered(1, 2, "more", "less") == "less"
     assert prose.ordered(1, 1) == "level with" and prose.ordered(None, 1) == "not comparable with"
+
+
+def test_the_relation_table_a_notebook_shows_keeps_every_relation_in_full():
+    longest = max((relation for relation in RELATIONS if relation.chapter == "galaxy_leap"), key=lambda r: len(r.text))
+    html = prose.relation_table({"chapter": "galaxy_leap", "scale": "smoke", "metrics": {}, "settings": {}}).to_html()
+    assert len(longest.text) > 50 and longest.text in html.replace("&gt;", ">")

@@ -10,7 +10,7 @@ not read as a statement about the run when it is a condition, a question or what
 (:func:`is_hedged`). It is a list of phrases, not a reader: a result sentence in other words goes unseen.
 
 The notebooks write their result sentences with :func:`number` and :func:`ordered`, and show their
-chapter's relations with :func:`relation_frame`.
+chapter's relations with :func:`relation_table`.
 """
 
 from __future__ import annotations
@@ -330,3 +330,9 @@ def relation_frame(document: dict[str, Any]) -> Any:
                           for power in powers],
         "note": ["" if verdict.passed else verdict.detail for verdict in verdicts],
     })
+
+
+def relation_table(document: dict[str, Any]) -> Any:
+    """:func:`relation_frame` as a notebook shows it: each relation's text in full (a plain DataFrame cuts long
+    cells to 50 characters), without the row numbers. A pandas ``Styler``."""
+    return relation_frame(document).style.hide(axis="index")
