@@ -66,7 +66,7 @@ from IPython.display import Markdown
 from latentcf.book import prose
 from latentcf.chapters import square
 from latentcf.chapters.registry import start_run
-from latentcf.core import plotting
+from latentcf.core import claims, plotting
 from latentcf.core.settings import settings_table
 from latentcf.methods.leap import land, leap_paths
 
@@ -291,7 +291,7 @@ ax.legend();
 
 # %%
 inside = all(0 < alpha < 1 for alpha in alphas.values())
-falling = all(a > b for a, b in zip(list(alphas.values()), list(alphas.values())[1:]))
+falling = claims.fall(list(alphas.values())) > 0
 above_reference = sum(alpha > square.straight_line_alpha(gamma) for gamma, alpha in alphas.items())
 Markdown("In this run " + ("every $\\alpha$ lies strictly between 0 and 1" if inside
                            else "some $\\alpha$ lies outside the interval (0, 1)")

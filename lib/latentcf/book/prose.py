@@ -24,7 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from latentcf.core.claims import MORPHO_ROWS, RELATIONS, SQUARE_BLEND_ALPHAS, check_relation, sweep_names
+from latentcf.core.claims import (
+    MORPHO_ROWS,
+    RELATIONS,
+    SQUARE_BLEND_ALPHAS,
+    check_relation,
+    fall,
+    rise,
+    sweep_names,
+)
 from latentcf.core.errors import LatentcfError, optional_import
 from latentcf.core.smoke_evidence import smoke_power
 
@@ -196,8 +204,7 @@ def comparison_holds(comparison: str, metrics: Metrics) -> bool | None:
         values = [metrics[name] for name in sweep_names(metrics, sweep.group(1))]
         if len(values) < 2 or not all(defined(v) for v in values):
             return None
-        steps = list(zip(values, values[1:]))
-        return all(b > a for a, b in steps) if sweep.group(2) == "rises" else all(b < a for a, b in steps)
+        return (rise(values) if sweep.group(2) == "rises" else fall(values)) > 0
     parsed = COMPARISON.fullmatch(comparison)
     if parsed is None:
         raise LatentcfError(f"cannot read the comparison '{comparison}': write '<metric> <op> <metric or number>' "
